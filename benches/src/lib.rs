@@ -1,0 +1,1 @@
+//! Benchmarks of the mwdeploy engine; see `benches/` and README.md.

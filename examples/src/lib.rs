@@ -1,0 +1,1 @@
+//! Examples of embedding the mwdeploy engine; see the `examples` targets of this crate.

@@ -1,0 +1,288 @@
+//! What happened: the events of a deploy, in the schema of the CLI contract's JSON events.
+//!
+//! The machine emits them without `ts` and `deploy`; the journal and `--json` output add both.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{HookPoint, Layout, ReleaseId, ServerId};
+
+/// A server's state as the journal and the UIs show it. This is the whole set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerStatus {
+    /// Not started.
+    Pending,
+    /// The release is being copied beside the live tree (the server still serves).
+    Copying,
+    /// Being taken out of the pool.
+    Depooling,
+    /// In-place copy into the live tree (out of the pool).
+    Transferring,
+    /// The release is being switched live.
+    Activating,
+    /// Hooks run.
+    Hooks,
+    /// The canary checks it.
+    Canary,
+    /// Being put back.
+    Repooling,
+    /// Back in the pool, watched by the error gate.
+    Baking,
+    /// The previous release is being made live again.
+    RollingBack,
+    /// Deployed and back in the pool.
+    Done,
+    /// Deployed and back in the pool although its canary failed (`--force`).
+    Warned,
+    /// Not deployed; the detail says whether it is in or out of the pool.
+    Failed,
+    /// The new release failed; the previous one is live and the server is back in the pool.
+    RolledBack,
+    /// Never started: the deploy stopped first.
+    Skipped,
+}
+
+impl ServerStatus {
+    /// Whether this is a final state.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            ServerStatus::Done
+                | ServerStatus::Warned
+                | ServerStatus::Failed
+                | ServerStatus::RolledBack
+                | ServerStatus::Skipped
+        )
+    }
+
+    /// The snake_case name of the state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerStatus::Pending => "pending",
+            ServerStatus::Copying => "copying",
+            ServerStatus::Depooling => "depooling",
+            ServerStatus::Transferring => "transferring",
+            ServerStatus::Activating => "activating",
+            ServerStatus::Hooks => "hooks",
+            ServerStatus::Canary => "canary",
+            ServerStatus::Repooling => "repooling",
+            ServerStatus::Baking => "baking",
+            ServerStatus::RollingBack => "rolling_back",
+            ServerStatus::Done => "done",
+            ServerStatus::Warned => "warned",
+            ServerStatus::Failed => "failed",
+            ServerStatus::RolledBack => "rolled_back",
+            ServerStatus::Skipped => "skipped",
+        }
+    }
+}
+
+/// Counts of servers by final state; each server is in exactly one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Summary {
+    /// `done`.
+    pub succeeded: u32,
+    /// `warned`.
+    pub warned: u32,
+    /// `failed`.
+    pub failed: u32,
+    /// `rolled_back`.
+    pub rolled_back: u32,
+    /// `skipped`.
+    pub skipped: u32,
+}
+
+impl Summary {
+    /// Counts one server that ended in `status` (a final state).
+    pub fn count(&mut self, status: ServerStatus) {
+        match status {
+            ServerStatus::Done => self.succeeded += 1,
+            ServerStatus::Warned => self.warned += 1,
+            ServerStatus::Failed => self.failed += 1,
+            ServerStatus::RolledBack => self.rolled_back += 1,
+            ServerStatus::Skipped => self.skipped += 1,
+            _ => {}
+        }
+    }
+
+    /// Servers counted.
+    pub fn total(&self) -> u32 {
+        self.succeeded + self.warned + self.failed + self.rolled_back + self.skipped
+    }
+}
+
+/// Which pool change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolAction {
+    /// Out of the pool.
+    Depool,
+    /// Back in.
+    Repool,
+}
+
+/// Before the command is sent (`intent`, written ahead) or after (`result`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolPhase {
+    /// About to be sent.
+    Intent,
+    /// Answered.
+    Result,
+}
+
+/// State of a preparation step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrepStatus {
+    /// Under way.
+    Running,
+    /// Passed.
+    Ok,
+    /// Failed.
+    Failed,
+    /// Failed, but `--force` goes on.
+    Warned,
+}
+
+/// One thing that happened during a deploy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// The deploy starts.
+    DeployStarted {
+        /// Selected servers, in order.
+        servers: Vec<ServerId>,
+        /// The release deployed.
+        release: ReleaseId,
+        /// The layout.
+        layout: Layout,
+        /// The flags given.
+        flags: Vec<String>,
+        /// The operator's message.
+        message: Option<String>,
+        /// The operator.
+        user: Option<String>,
+    },
+    /// A preparation step: the staging canary, the preflight pool check.
+    PrepStep {
+        /// Which step (`staging_canary`, `pool_preflight`).
+        step: String,
+        /// Its state.
+        status: PrepStatus,
+        /// What was seen.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+    /// A stage starts.
+    StageStarted {
+        /// 1-based.
+        stage: u32,
+        /// Its servers.
+        servers: Vec<ServerId>,
+    },
+    /// Every server of a stage reached a final state.
+    StageFinished {
+        /// 1-based.
+        stage: u32,
+    },
+    /// A server changed state.
+    ServerState {
+        /// The server.
+        server: ServerId,
+        /// Its new state.
+        state: ServerStatus,
+        /// Why, or where it is.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+    /// A pool change: its intent before it is sent, its result after.
+    Pool {
+        /// The server.
+        server: ServerId,
+        /// The proxy, when one proxy is meant (`None`: every proxy).
+        proxy: Option<String>,
+        /// The backend, when one is meant (`None`: every backend).
+        backend: Option<String>,
+        /// Depool or repool.
+        action: PoolAction,
+        /// Intent or result.
+        phase: PoolPhase,
+        /// Whether it was confirmed (results only).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ok: Option<bool>,
+        /// The error, if it failed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+    /// One canary attempt on a server.
+    Canary {
+        /// The server.
+        server: ServerId,
+        /// 1-based.
+        attempt: u32,
+        /// Whether it passed.
+        ok: bool,
+        /// HTTP status seen.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        status: Option<u16>,
+        /// What was seen.
+        detail: String,
+    },
+    /// A hook point ran.
+    Hook {
+        /// The server.
+        server: ServerId,
+        /// Which point.
+        hook: HookPoint,
+        /// Whether every hook passed.
+        ok: bool,
+        /// The error.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+    /// A rollback ran.
+    Rollback {
+        /// The server.
+        server: ServerId,
+        /// The release rolled back from.
+        from: ReleaseId,
+        /// The release live after it, when known.
+        to: Option<ReleaseId>,
+        /// Whether it worked.
+        ok: bool,
+    },
+    /// A question for the operator (`answer: None`), and later its answer.
+    Prompt {
+        /// The question.
+        question: String,
+        /// `yes`, `no`, `timeout` or `stop`; `None` while open.
+        answer: Option<String>,
+    },
+    /// Something the operator should know that changes nothing (a balancer that
+    /// repooled a server by itself, say).
+    Warning {
+        /// The server, if it concerns one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        server: Option<ServerId>,
+        /// What.
+        detail: String,
+    },
+    /// The deploy ends: no new server starts (`reason` says why).
+    Stopping {
+        /// Why.
+        reason: crate::action::StopReason,
+        /// Details (which failures, which servers block room).
+        detail: String,
+    },
+    /// The deploy ended.
+    DeployFinished {
+        /// Counts by final state.
+        summary: Summary,
+        /// Duration (virtual in a simulation).
+        duration_s: f64,
+        /// The command's exit code for this outcome.
+        exit_code: i32,
+    },
+}

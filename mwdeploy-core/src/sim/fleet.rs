@@ -1,0 +1,593 @@
+//! A fake fleet: every port, backed by one in-memory model with seeded faults.
+//!
+//! The model is stepped in two halves so it serves both the direct simulation and
+//! async drivers: [`FleetModel::start`] decides (with the seeded generator) what a step
+//! will do and how long it takes; [`FleetModel::finish`] applies it when that time has
+//! passed and gives the answer.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::action::{ActionKind, Outcome, Target};
+use crate::error::PortError;
+use crate::model::{Health, HookPoint, Layout, PoolState, ReleaseId, Server, ServerId};
+use crate::ports::{HealthCheck, Hook, Note, Notifier, PoolControl, Progress, Transfer};
+use crate::sim::faults::Faults;
+use crate::sim::rng::Rng;
+
+/// What a simulated server's live tree serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// The release that was live before the deploy.
+    Old,
+    /// The new release, working.
+    New,
+    /// The new release, broken: its canary fails.
+    Broken,
+    /// An in-place copy cut halfway: broken, and nothing to go back to.
+    Half,
+}
+
+impl Code {
+    /// Whether a canary passes on it.
+    pub fn healthy(self) -> bool {
+        matches!(self, Code::Old | Code::New)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct SimServer {
+    id: ServerId,
+    pooled: bool,
+    pool: PoolState,
+    live: Code,
+    copied: bool,
+    /// The release before the current one, for rollback.
+    previous: Option<Code>,
+}
+
+/// A step decided by [`FleetModel::start`], applied by [`FleetModel::finish`].
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// How long the step takes (virtual time).
+    pub after: Duration,
+    /// `false`: the step never answers.
+    pub answers: bool,
+    step: Step,
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Fail(PortError),
+    ReadFleet,
+    ReadServer(u32),
+    Depool(u32),
+    PartialDepool(u32, PortError),
+    Repool(u32),
+    Copy(u32),
+    Activate(u32, bool),
+    HalfActivate(u32, PortError),
+    Rollback(u32),
+    Canary(u32, bool),
+    Staging(bool),
+    Bake(bool),
+    Done,
+}
+
+/// The fleet's state and its seeded fault generator.
+#[derive(Debug)]
+pub struct FleetModel {
+    rng: Rng,
+    layout: Layout,
+    faults: Faults,
+    servers: Vec<SimServer>,
+    index: HashMap<ServerId, u32>,
+    outsiders: Vec<(ServerId, PoolState)>,
+    /// Pooled servers of ours that the balancer does not serve.
+    out: BTreeSet<u32>,
+    reloads: u64,
+    staging: Option<ServerId>,
+    staging_broken: bool,
+}
+
+/// Virtual durations of each step (before jitter).
+const QUERY: Duration = Duration::from_millis(20);
+const DRAIN: Duration = Duration::from_millis(800);
+const COPY: Duration = Duration::from_secs(8);
+const SWITCH: Duration = Duration::from_millis(40);
+const HOOK: Duration = Duration::from_secs(2);
+const CANARY: Duration = Duration::from_millis(300);
+const REPOOL: Duration = Duration::from_millis(400);
+const NOTIFY: Duration = Duration::from_millis(100);
+
+impl FleetModel {
+    /// A fleet of `servers` (all UP, serving the old release), plus `outsiders`: servers
+    /// of the same backend that are not deployed, with their states.
+    pub fn new(
+        seed: u64,
+        layout: Layout,
+        faults: Faults,
+        servers: &[Server],
+        outsiders: Vec<(ServerId, PoolState)>,
+        staging: Option<ServerId>,
+    ) -> Self {
+        let mut rng = Rng::new(seed);
+        let staging_broken = rng.chance(faults.staging_fail);
+        let servers: Vec<SimServer> = servers
+            .iter()
+            .map(|s| SimServer {
+                id: s.backend_name().clone(),
+                pooled: s.pooled,
+                pool: PoolState::Up,
+                live: Code::Old,
+                copied: false,
+                previous: None,
+            })
+            .collect();
+        let index = servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.clone(), i as u32))
+            .collect();
+        FleetModel {
+            rng,
+            layout,
+            faults,
+            servers,
+            index,
+            outsiders,
+            out: BTreeSet::new(),
+            reloads: 0,
+            staging,
+            staging_broken,
+        }
+    }
+
+    /// Sets a server's pool state before the deploy (a server already DOWN, say).
+    pub fn set_pool(&mut self, server: &ServerId, state: PoolState) {
+        if let Some(&i) = self.index.get(server) {
+            self.set(i, state);
+        }
+    }
+
+    /// The index of a server by its balancer name.
+    pub fn index_of(&self, server: &ServerId) -> Option<u32> {
+        self.index.get(server).copied()
+    }
+
+    /// Its pool state.
+    pub fn pool(&self, i: u32) -> PoolState {
+        self.servers[i as usize].pool
+    }
+
+    /// What its live tree serves.
+    pub fn live(&self, i: u32) -> Code {
+        self.servers[i as usize].live
+    }
+
+    /// Whether the new release was copied to it.
+    pub fn copied(&self, i: u32) -> bool {
+        self.servers[i as usize].copied
+    }
+
+    /// Whether it is behind the balancer.
+    pub fn pooled(&self, i: u32) -> bool {
+        self.servers[i as usize].pooled
+    }
+
+    /// Servers of the backend the balancer does not serve, ours and others'.
+    pub fn out_of_pool(&self) -> u32 {
+        self.out.len() as u32
+            + self
+                .outsiders
+                .iter()
+                .filter(|(_, s)| !s.is_serving())
+                .count() as u32
+    }
+
+    /// How many times the balancer reloaded.
+    pub fn reloads(&self) -> u64 {
+        self.reloads
+    }
+
+    /// Our servers the balancer does not serve, in index order.
+    pub fn out_servers(&self) -> impl Iterator<Item = (&ServerId, PoolState)> {
+        self.out
+            .iter()
+            .map(|&i| (&self.servers[i as usize].id, self.servers[i as usize].pool))
+    }
+
+    fn set(&mut self, i: u32, state: PoolState) {
+        let s = &mut self.servers[i as usize];
+        s.pool = state;
+        if s.pooled && !state.is_serving() {
+            self.out.insert(i);
+        } else {
+            self.out.remove(&i);
+        }
+    }
+
+    fn jitter(&mut self, base: Duration) -> Duration {
+        // +-20%, and ten times as long when slow.
+        let f = 0.8 + 0.4 * self.rng.unit();
+        let mut d = base.mul_f64(f);
+        if self.rng.chance(self.faults.slow) {
+            d *= 10;
+        }
+        d
+    }
+
+    /// Decides what `kind` on `target` will do. `bake` steps take their window.
+    pub fn start(&mut self, kind: &ActionKind, target: &Target) -> Planned {
+        if self.rng.chance(self.faults.reload) {
+            self.reload();
+        }
+        let hang = !matches!(kind, ActionKind::Notify(_)) && self.rng.chance(self.faults.hang);
+        let i = match target {
+            Target::Server(id) => self.index.get(id).copied(),
+            _ => None,
+        };
+        let f = self.faults.clone();
+        let unreachable = |rng: &mut Rng| {
+            rng.chance(f.proxy_down)
+                .then(|| PortError::transient("proxy lb2: connection refused").on_proxy("lb2"))
+        };
+        let (base, step) = match (kind, i) {
+            (ActionKind::QueryPool, None) => match unreachable(&mut self.rng) {
+                Some(e) => (QUERY, Step::Fail(e)),
+                None => (QUERY, Step::ReadFleet),
+            },
+            (ActionKind::QueryPool, Some(i)) => match unreachable(&mut self.rng) {
+                Some(e) => (QUERY, Step::Fail(e)),
+                None => (QUERY, Step::ReadServer(i)),
+            },
+            (ActionKind::Depool, Some(i)) => match unreachable(&mut self.rng) {
+                // The first proxy took it, the second could not be reached.
+                Some(e) if self.rng.chance(0.5) => (DRAIN, Step::PartialDepool(i, e)),
+                Some(e) => (DRAIN, Step::Fail(e)),
+                None => (DRAIN, Step::Depool(i)),
+            },
+            (ActionKind::Repool, Some(i)) => match unreachable(&mut self.rng) {
+                Some(e) => (REPOOL, Step::Fail(e)),
+                None => (REPOOL, Step::Repool(i)),
+            },
+            (ActionKind::Copy, Some(i)) => {
+                if self.rng.chance(f.transfer_fail) {
+                    (
+                        COPY,
+                        Step::Fail(PortError::transient(
+                            "rsync: connection unexpectedly closed (code 12)",
+                        )),
+                    )
+                } else {
+                    (COPY, Step::Copy(i))
+                }
+            }
+            (ActionKind::Activate, Some(i)) => {
+                let inplace = self.layout == Layout::Inplace;
+                let base = if inplace { COPY } else { SWITCH };
+                if inplace && self.rng.chance(f.transfer_fail) {
+                    let e = PortError::transient("rsync: connection unexpectedly closed (code 12)");
+                    (base, Step::HalfActivate(i, e))
+                } else {
+                    let broken = self.rng.chance(f.canary_fail);
+                    (base, Step::Activate(i, broken))
+                }
+            }
+            (ActionKind::Rollback, Some(i)) => {
+                if self.rng.chance(f.rollback_fail) {
+                    (
+                        SWITCH,
+                        Step::Fail(PortError::permanent("no previous release to switch to")),
+                    )
+                } else {
+                    (SWITCH, Step::Rollback(i))
+                }
+            }
+            (ActionKind::RunHook(point), Some(_)) => {
+                if self.rng.chance(f.hook_fail) {
+                    let e = PortError::permanent(format!(
+                        "{point}: php-fpm reload exited with status 1"
+                    ));
+                    (HOOK, Step::Fail(e))
+                } else {
+                    (HOOK, Step::Done)
+                }
+            }
+            (ActionKind::Canary { .. }, Some(i)) => {
+                let flap = self.rng.chance(f.flap);
+                (CANARY, Step::Canary(i, flap))
+            }
+            (ActionKind::Canary { .. }, None) => (CANARY, Step::Staging(self.staging_broken)),
+            (ActionKind::Bake { window }, _) => {
+                let fail = self.rng.chance(f.gate_fail);
+                (*window, Step::Bake(fail))
+            }
+            (ActionKind::Notify(_), _) => (NOTIFY, Step::Done),
+            (kind, _) => (
+                QUERY,
+                Step::Fail(PortError::misconfigured(format!(
+                    "{} on {target} is not a step of this fleet",
+                    kind.name()
+                ))),
+            ),
+        };
+        let after = self.jitter(base);
+        Planned {
+            after,
+            answers: !hang,
+            step,
+        }
+    }
+
+    /// Applies a step decided by [`FleetModel::start`] and gives its answer.
+    pub fn finish(&mut self, planned: Planned) -> Outcome {
+        match planned.step {
+            Step::Fail(e) => Outcome::Failed(e),
+            Step::ReadFleet => {
+                let mut v: Vec<(ServerId, PoolState)> = self
+                    .servers
+                    .iter()
+                    .filter(|s| s.pooled)
+                    .map(|s| (s.id.clone(), s.pool))
+                    .collect();
+                v.extend(self.outsiders.iter().cloned());
+                Outcome::Pool(v)
+            }
+            Step::ReadServer(i) => Outcome::State(self.pool(i)),
+            Step::Depool(i) => {
+                self.set(i, PoolState::Maint);
+                Outcome::Done
+            }
+            Step::PartialDepool(i, e) => {
+                self.set(i, PoolState::Maint);
+                Outcome::Failed(e)
+            }
+            Step::Repool(i) => {
+                self.set(i, PoolState::Up);
+                Outcome::Done
+            }
+            Step::Copy(i) => {
+                self.servers[i as usize].copied = true;
+                Outcome::Done
+            }
+            Step::Activate(i, broken) => {
+                let s = &mut self.servers[i as usize];
+                s.previous = Some(s.live);
+                s.live = if broken { Code::Broken } else { Code::New };
+                Outcome::Done
+            }
+            Step::HalfActivate(i, e) => {
+                self.servers[i as usize].live = Code::Half;
+                Outcome::Failed(e)
+            }
+            Step::Rollback(i) => {
+                let s = &mut self.servers[i as usize];
+                match s.previous.take() {
+                    Some(prev) => {
+                        s.live = prev;
+                        Outcome::RolledBackTo(
+                            ReleaseId::parse("20230101T000000Z-old").expect("valid id"),
+                        )
+                    }
+                    None => {
+                        Outcome::Failed(PortError::permanent("no previous release to switch to"))
+                    }
+                }
+            }
+            Step::Canary(i, flap) => {
+                let live = self.servers[i as usize].live;
+                if !live.healthy() {
+                    Outcome::Health(Health::Unhealthy {
+                        reason: "HTTP 500, body lacks \"wikioasis\"".into(),
+                        status: Some(500),
+                    })
+                } else if flap {
+                    Outcome::Health(Health::Unhealthy {
+                        reason: "curl: (28) Operation timed out".into(),
+                        status: None,
+                    })
+                } else {
+                    Outcome::Health(Health::Healthy)
+                }
+            }
+            Step::Staging(broken) => Outcome::Health(if broken {
+                Health::Unhealthy {
+                    reason: "HTTP 503 on staging".into(),
+                    status: Some(503),
+                }
+            } else {
+                Health::Healthy
+            }),
+            Step::Bake(fail) => Outcome::Health(if fail {
+                Health::unhealthy("14 lines matching \"PHP (Fatal|Warning)\" in 20s")
+            } else {
+                Health::Healthy
+            }),
+            Step::Done => Outcome::Done,
+        }
+    }
+
+    /// The balancer reloads: runtime maintenance is forgotten, every server comes back UP.
+    pub fn reload(&mut self) {
+        self.reloads += 1;
+        let out: Vec<u32> = self.out.iter().copied().collect();
+        for i in out {
+            if self.servers[i as usize].pool == PoolState::Maint
+                || self.servers[i as usize].pool == PoolState::Drain
+            {
+                self.set(i, PoolState::Up);
+            }
+        }
+    }
+
+    fn is_staging(&self, server: &Server) -> bool {
+        self.staging.as_ref() == Some(&server.id)
+    }
+}
+
+/// The fake fleet as ports, for drivers: one shared model behind every port.
+///
+/// Steps take their virtual duration with `tokio::time::sleep`, so a paused tokio clock
+/// runs them instantly and exactly; a hanging step never returns.
+#[derive(Debug, Clone)]
+pub struct SimFleet {
+    model: Arc<Mutex<FleetModel>>,
+}
+
+impl SimFleet {
+    /// Wraps `model`.
+    pub fn new(model: FleetModel) -> Self {
+        SimFleet {
+            model: Arc::new(Mutex::new(model)),
+        }
+    }
+
+    /// Reads or changes the model.
+    pub fn with<R>(&self, f: impl FnOnce(&mut FleetModel) -> R) -> R {
+        let mut m = self.model.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut m)
+    }
+
+    async fn step(&self, kind: ActionKind, target: Target) -> Outcome {
+        let planned = self.with(|m| m.start(&kind, &target));
+        if !planned.answers {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(planned.after).await;
+        self.with(|m| m.finish(planned))
+    }
+
+    fn target(&self, server: &Server) -> Target {
+        if self.with(|m| m.is_staging(server)) {
+            Target::Staging
+        } else {
+            Target::Server(server.id.clone())
+        }
+    }
+}
+
+fn unit(o: Outcome) -> Result<(), PortError> {
+    match o {
+        Outcome::Failed(e) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn health(o: Outcome) -> Health {
+    match o {
+        Outcome::Health(h) => h,
+        Outcome::Failed(e) => Health::unhealthy(e.to_string()),
+        other => Health::Unknown {
+            reason: format!("unexpected answer {other:?}"),
+        },
+    }
+}
+
+#[async_trait]
+impl PoolControl for SimFleet {
+    async fn depool(&self, server: &Server, _progress: &Progress) -> Result<(), PortError> {
+        unit(self.step(ActionKind::Depool, self.target(server)).await)
+            .map_err(|e| e.for_server(&server.id))
+    }
+
+    async fn repool(&self, server: &Server, _progress: &Progress) -> Result<(), PortError> {
+        unit(self.step(ActionKind::Repool, self.target(server)).await)
+            .map_err(|e| e.for_server(&server.id))
+    }
+
+    async fn state(&self, server: &Server) -> Result<PoolState, PortError> {
+        match self.step(ActionKind::QueryPool, self.target(server)).await {
+            Outcome::State(s) => Ok(s),
+            Outcome::Failed(e) => Err(e.for_server(&server.id)),
+            other => Err(PortError::permanent(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    async fn states(&self) -> Result<Vec<(ServerId, PoolState)>, PortError> {
+        match self.step(ActionKind::QueryPool, Target::Fleet).await {
+            Outcome::Pool(v) => Ok(v),
+            Outcome::Failed(e) => Err(e),
+            other => Err(PortError::permanent(format!("unexpected answer {other:?}"))),
+        }
+    }
+}
+
+#[async_trait]
+impl Transfer for SimFleet {
+    async fn copy(
+        &self,
+        server: &Server,
+        _release: &ReleaseId,
+        _p: &Progress,
+    ) -> Result<(), PortError> {
+        unit(self.step(ActionKind::Copy, self.target(server)).await)
+    }
+
+    async fn activate(
+        &self,
+        server: &Server,
+        _release: &ReleaseId,
+        _p: &Progress,
+    ) -> Result<(), PortError> {
+        unit(self.step(ActionKind::Activate, self.target(server)).await)
+    }
+
+    async fn rollback(&self, server: &Server, _p: &Progress) -> Result<ReleaseId, PortError> {
+        match self.step(ActionKind::Rollback, self.target(server)).await {
+            Outcome::RolledBackTo(r) => Ok(r),
+            Outcome::Failed(e) => Err(e),
+            other => Err(PortError::permanent(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    fn can_rollback(&self) -> bool {
+        self.with(|m| m.layout == Layout::Releases)
+    }
+}
+
+#[async_trait]
+impl HealthCheck for SimFleet {
+    async fn check(&self, server: &Server, _p: &Progress) -> Health {
+        health(
+            self.step(ActionKind::Canary { attempt: 1 }, self.target(server))
+                .await,
+        )
+    }
+
+    async fn watch(&self, server: &Server, window: Duration, _p: &Progress) -> Health {
+        health(
+            self.step(ActionKind::Bake { window }, self.target(server))
+                .await,
+        )
+    }
+}
+
+#[async_trait]
+impl Hook for SimFleet {
+    async fn run(
+        &self,
+        server: &Server,
+        point: HookPoint,
+        _r: &ReleaseId,
+        _p: &Progress,
+    ) -> Result<(), PortError> {
+        unit(
+            self.step(ActionKind::RunHook(point), self.target(server))
+                .await,
+        )
+    }
+}
+
+#[async_trait]
+impl Notifier for SimFleet {
+    async fn notify(&self, note: &Note) -> Result<(), PortError> {
+        unit(
+            self.step(ActionKind::Notify(note.clone()), Target::Fleet)
+                .await,
+        )
+    }
+}
