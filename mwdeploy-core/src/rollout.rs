@@ -893,6 +893,13 @@ impl Rollout {
             return;
         }
         let max = self.plan.policy.max_unavailable;
+        self.check_room(now);
+        // Starting never takes room (in place, a started server waits in `ready`).
+        while self.can_start() {
+            let i = self.stages[self.stage][self.cursor];
+            self.cursor += 1;
+            self.start(now, i);
+        }
         // An error gate failure waits for room first: it is serving errors.
         while self.out < max {
             let Some(i) = self.gate_ready.pop_front() else {
@@ -912,40 +919,7 @@ impl Rollout {
                 self.depool(now, i, Step::Depool);
             }
         }
-        while self.can_start() {
-            let i = self.stages[self.stage][self.cursor];
-            self.cursor += 1;
-            self.start(now, i);
-        }
-        // Servers wait for room that nothing in flight will give back.
-        if self.stopping.is_none()
-            && self.out >= max
-            && self.held == 0
-            && (!self.ready.is_empty() || !self.gate_ready.is_empty())
-        {
-            let detail = format!(
-                "{} server(s) wait to be depooled, but {} are out of the pool for good and max_unavailable is {}: {}",
-                self.ready.len() + self.gate_ready.len(),
-                self.out,
-                max,
-                self.kept_out
-                    .iter()
-                    .map(|(s, why)| format!("{s} ({why})"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            self.stop(now, StopReason::NoRoom, detail);
-            // An error-gate failure with no room stays in the pool: say so.
-            while let Some(i) = self.gate_ready.pop_front() {
-                let why = self.slots[i as usize].why.take().unwrap_or_default();
-                self.finalize(
-                    now,
-                    i,
-                    ServerStatus::Failed,
-                    Some(format!("{why}; still in the pool: no room to depool it")),
-                );
-            }
-        }
+        self.check_room(now);
         if self.stage_left == 0 && self.gate == Gate::Open && self.prompt.is_none() {
             let k = self.stage as u32 + 1;
             if self.stage + 1 < self.stages.len() && self.stopping.is_none() {
@@ -961,6 +935,41 @@ impl Rollout {
                 self.events.push_back(Event::StageFinished { stage: k });
                 self.finish(now);
             }
+        }
+    }
+
+    /// Stops the deploy when servers wait for room that nothing in flight will give back
+    /// (failed servers kept out fill `max_unavailable`).
+    fn check_room(&mut self, now: Instant) {
+        let max = self.plan.policy.max_unavailable;
+        if self.out < max || self.held > 0 {
+            return;
+        }
+        if !self.ready.is_empty() && self.stopping.is_none() {
+            let detail = format!(
+                "{} server(s) wait to be depooled, but {} are out of the pool for good and max_unavailable is {}: {}",
+                self.ready.len(),
+                self.out,
+                max,
+                self.kept_out
+                    .iter()
+                    .map(|(s, why)| format!("{s} ({why})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            self.stop(now, StopReason::NoRoom, detail);
+        }
+        // An error-gate failure that can never get room stays in the pool: say so.
+        while let Some(i) = self.gate_ready.pop_front() {
+            let why = self.slots[i as usize].why.take().unwrap_or_default();
+            self.finalize(
+                now,
+                i,
+                ServerStatus::Failed,
+                Some(format!(
+                    "{why}; still in the pool: no room under max_unavailable to depool it"
+                )),
+            );
         }
     }
 
@@ -1504,6 +1513,10 @@ impl Rollout {
 
     /// The server serves in the pool but must come out (error gate, post_repool hook).
     fn gate_failed(&mut self, i: u32, why: String) {
+        self.warn(
+            Some(i),
+            format!("{why}; to be depooled as soon as there is room"),
+        );
         let slot = &mut self.slots[i as usize];
         slot.why = Some(why);
         slot.step = Step::GateReady;

@@ -233,7 +233,7 @@ impl FleetModel {
         let f = self.faults.clone();
         let unreachable = |rng: &mut Rng| {
             rng.chance(f.proxy_down)
-                .then(|| PortError::transient("proxy lb2: connection refused").on_proxy("lb2"))
+                .then(|| PortError::transient("connection refused").on_proxy("lb2"))
         };
         let (base, step) = match (kind, i) {
             (ActionKind::QueryPool, None) => match unreachable(&mut self.rng) {
