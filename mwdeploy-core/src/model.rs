@@ -457,3 +457,85 @@ impl Health {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn server_ids_accept_host_names() {
+        for ok in [
+            "mw1",
+            "mw-us-east-011.example.org",
+            "a",
+            "A_b-9.c",
+            &"x".repeat(253),
+        ] {
+            assert!(ServerId::new(ok).is_ok(), "{ok:?} should be accepted");
+        }
+    }
+
+    #[test]
+    fn server_ids_refuse_what_could_reach_a_shell_an_option_or_a_parent_path() {
+        let cases: &[(&str, &str)] = &[
+            ("", "empty"),
+            ("-oProxyCommand=x", "'='"),
+            ("-rf", "may not start"),
+            (".hidden", "may not start"),
+            ("mw1..x", "\"..\""),
+            ("mw1;reboot", "';'"),
+            ("mw1 mw2", "' '"),
+            ("mw1/../etc", "'/'"),
+            ("mw1\n", "'\\n'"),
+            ("mw1$(id)", "'$'"),
+            ("müller", "'ü'"),
+        ];
+        for (bad, why) in cases {
+            let err = ServerId::new(bad).unwrap_err().to_string();
+            assert!(err.contains(why), "{bad:?}: {err}");
+        }
+        let long = "x".repeat(254);
+        assert!(matches!(
+            ServerId::new(&long),
+            Err(NameError::TooLong { len: 254, .. })
+        ));
+    }
+
+    #[test]
+    fn server_ids_round_trip_through_serde_and_refuse_bad_names() {
+        let id: ServerId = serde_json::from_str("\"mw1\"").unwrap();
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"mw1\"");
+        assert!(serde_json::from_str::<ServerId>("\"-rf\"").is_err());
+    }
+
+    #[test]
+    fn release_ids_are_utc_time_plus_suffix() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        let id = ReleaseId::at(t, "x9").unwrap();
+        assert_eq!(id.as_str(), "20261118T110640Z-x9");
+        assert_eq!(ReleaseId::parse(id.as_str()).unwrap(), id);
+        assert!(ReleaseId::at(t, "").is_err());
+        assert!(ReleaseId::at(t, "A").is_err());
+        assert!(ReleaseId::at(t, "a/b").is_err());
+        assert!(ReleaseId::parse("../x").is_err());
+        assert!(ReleaseId::parse("a.b").is_err());
+    }
+
+    #[test]
+    fn hook_points_form_a_set() {
+        let s = HookPoints::of(&[HookPoint::PostCopy, HookPoint::PostRepool]);
+        assert!(s.contains(HookPoint::PostCopy));
+        assert!(s.contains(HookPoint::PostRepool));
+        assert!(!s.contains(HookPoint::PreDepool));
+        assert!(!HookPoints::NONE.contains(HookPoint::PostActivate));
+    }
+
+    #[test]
+    fn only_up_is_serving() {
+        assert!(PoolState::Up.is_serving());
+        for s in [PoolState::Drain, PoolState::Maint, PoolState::Down] {
+            assert!(!s.is_serving(), "{s}");
+        }
+    }
+}

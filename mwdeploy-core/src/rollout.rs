@@ -897,6 +897,11 @@ impl Rollout {
         // Starting never takes room (in place, a started server waits in `ready`).
         while self.can_start() {
             let i = self.stages[self.stage][self.cursor];
+            if self.pooled(i) && self.out >= max && self.held == 0 {
+                // It could never be depooled: stop now rather than copy for nothing.
+                self.no_room(now);
+                break;
+            }
             self.cursor += 1;
             self.start(now, i);
         }
@@ -945,19 +950,8 @@ impl Rollout {
         if self.out < max || self.held > 0 {
             return;
         }
-        if !self.ready.is_empty() && self.stopping.is_none() {
-            let detail = format!(
-                "{} server(s) wait to be depooled, but {} are out of the pool for good and max_unavailable is {}: {}",
-                self.ready.len(),
-                self.out,
-                max,
-                self.kept_out
-                    .iter()
-                    .map(|(s, why)| format!("{s} ({why})"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            self.stop(now, StopReason::NoRoom, detail);
+        if !self.ready.is_empty() {
+            self.no_room(now);
         }
         // An error-gate failure that can never get room stays in the pool: say so.
         while let Some(i) = self.gate_ready.pop_front() {
@@ -971,6 +965,25 @@ impl Rollout {
                 )),
             );
         }
+    }
+
+    /// Stops the deploy: servers wait for room under `max_unavailable` that servers kept
+    /// out for good will never give back.
+    fn no_room(&mut self, now: Instant) {
+        if self.stopping.is_some() {
+            return;
+        }
+        let detail = format!(
+            "{} server(s) out of the pool for good and max_unavailable is {}: {}",
+            self.out,
+            self.plan.policy.max_unavailable,
+            self.kept_out
+                .iter()
+                .map(|(s, why)| format!("{s} ({why})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        self.stop(now, StopReason::NoRoom, detail);
     }
 
     /// Stage `k` (1-based) is done and baked: ask, or open the next.
@@ -1116,7 +1129,8 @@ impl Rollout {
 
     fn after_repool(&mut self, now: Instant, i: u32) {
         let mode = self.slots[i as usize].mode;
-        if mode == Mode::Forward && self.has_hook(i, HookPoint::PostRepool) {
+        // Servers outside the pool (job runners) have no repool, so no post_repool.
+        if mode == Mode::Forward && self.pooled(i) && self.has_hook(i, HookPoint::PostRepool) {
             return self.run_hook(now, i, HookPoint::PostRepool, Step::PostRepool);
         }
         self.after_post_repool(now, i);

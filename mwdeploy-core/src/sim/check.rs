@@ -23,6 +23,9 @@ pub struct Checker {
     budget: u32,
     failures: u32,
     staging_failed: bool,
+    /// A `stopping` event was seen in this step: actions of the same step may come
+    /// before it in the machine's order, so they still count as started in time.
+    stopping: bool,
     stopped: bool,
     started: Vec<bool>,
     /// Reload count when each server's pool state was last read by the machine.
@@ -30,6 +33,8 @@ pub struct Checker {
     /// Servers the machine took out of the pool (by index).
     depooled: HashSet<u32>,
     max_out: u32,
+    /// Out of the pool before the deploy: others' doing, not the machine's.
+    out_before: u32,
     violations: Vec<String>,
 }
 
@@ -46,13 +51,22 @@ impl Checker {
             budget: plan.policy.failure_budget.resolve(n),
             failures: 0,
             staging_failed: false,
+            stopping: false,
             stopped: false,
             started: vec![false; n],
             verified_at: vec![0; n],
             depooled: HashSet::new(),
             max_out: 0,
+            out_before: 0,
             violations: Vec::new(),
         }
+    }
+
+    /// Servers of the backend already out before the deploy: a fleet that starts over
+    /// `max_unavailable` is not the machine's fault, but any server it adds is.
+    pub fn out_before(&mut self, out: u32) {
+        self.out_before = out;
+        self.max_out = out;
     }
 
     fn violate(&mut self, rule: u8, what: String) {
@@ -110,7 +124,7 @@ impl Checker {
     pub fn on_applied(&mut self, action: &Action, fleet: &FleetModel) {
         let out = fleet.out_of_pool();
         self.max_out = self.max_out.max(out);
-        if out > self.max_unavailable {
+        if out > self.max_unavailable.max(self.out_before) {
             self.violate(
                 1,
                 format!(
@@ -152,15 +166,16 @@ impl Checker {
             Event::Prompt {
                 answer: Some(a), ..
             } if a == "yes" => self.budget += 1,
-            Event::Stopping { .. } => self.stopped = true,
+            Event::Stopping { .. } => self.stopping = true,
             _ => {}
         }
     }
 
     /// Checks what must hold after every step.
     pub fn after_step(&mut self) {
+        self.stopped |= self.stopping;
         let abort = self.on_failure == OnFailure::Abort && !self.force;
-        if abort && self.failures > self.budget && !self.stopped {
+        if abort && self.failures > self.budget && !self.stopping {
             let (f, b) = (self.failures, self.budget);
             self.violate(
                 6,

@@ -230,6 +230,15 @@ impl FleetModel {
             Target::Server(id) => self.index.get(id).copied(),
             _ => None,
         };
+        if matches!(target, Target::Server(_)) && i.is_none() {
+            // What HAProxy answers, with exit status 0, for a name it does not know.
+            let step = Step::Fail(PortError::permanent("No such server.").on_proxy("lb1"));
+            return Planned {
+                after: QUERY,
+                answers: true,
+                step,
+            };
+        }
         let f = self.faults.clone();
         let unreachable = |rng: &mut Rng| {
             rng.chance(f.proxy_down)

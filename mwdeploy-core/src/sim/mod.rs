@@ -24,11 +24,13 @@ mod check;
 mod faults;
 mod fleet;
 mod rng;
+mod scenario;
 
 pub use check::Checker;
 pub use faults::Faults;
 pub use fleet::{Code, FleetModel, Planned, SimFleet};
 pub use rng::Rng;
+pub use scenario::random_scenario;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -246,6 +248,7 @@ impl Simulation {
             model.set_pool(id, *state);
         }
         let mut checker = Checker::new(&plan);
+        checker.out_before(model.out_of_pool());
         let t0 = Instant::now();
         let mut r = Rollout::new(plan, t0)?;
         let mut answers = Rng::new(seed ^ 0x6f70_6572_6174_6f72);
