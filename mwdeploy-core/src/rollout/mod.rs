@@ -1,0 +1,644 @@
+//! The sans-IO rollout machine.
+//!
+//! [`Rollout`] decides, for every server, what happens next. It does no IO, reads no
+//! clock and starts no thread: time comes in as an argument, ports' answers come in
+//! through [`Rollout::handle_completion`], the operator's through
+//! [`Rollout::handle_decision`]. Same inputs, same outputs.
+//!
+//! # The run loop
+//!
+//! ```text
+//! let mut r = Rollout::new(plan, now)?;
+//! loop {
+//!     while let Some(ev) = r.poll_event() { journal(ev) }      // events first: pool intents
+//!     while let Some(a) = r.poll_action() { start(a) }         //   are written ahead
+//!     if r.is_finished() { break }
+//!     wait for: a completion, a decision, or r.poll_timeout()
+//!     r.handle_completion(now, id, outcome) | r.handle_decision(now, d) | r.handle_timeout(now)
+//! }
+//! ```
+//!
+//! After every `handle_*` call, drain `poll_event` and then `poll_action`. Each action
+//! carries a deadline; the machine times it out on its own when the deadline passes
+//! (through `handle_timeout`), and a late completion is then ignored.
+//!
+//! The work done per call does not depend on the size of the fleet: servers wait in
+//! queues, counters replace scans, timers sit in a heap.
+
+mod cycle;
+mod prep;
+mod schedule;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::action::{Action, ActionId, ActionKind, Decision, Outcome, StopReason, Target};
+use crate::error::PlanError;
+use crate::event::{Event, ServerStatus, Summary};
+use crate::model::{Health, HookPoint, ServerId};
+use crate::plan::Plan;
+use crate::ports::Note;
+
+/// Exit code: every selected server succeeded.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: failed, rolled-back or skipped servers, or the operator stopped it.
+pub const EXIT_FAILED: i32 = 1;
+/// Exit code: refused before touching production.
+pub const EXIT_REFUSED: i32 = 3;
+/// Exit code: interrupted by SIGINT or SIGTERM, after putting depooled servers back.
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// Where a server is in its cycle: the step running or awaited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Pending,
+    Copy,
+    PostCopy,
+    /// Copied (or, in place, started): waiting for room under `max_unavailable`.
+    Ready,
+    PreDepool,
+    Depool,
+    VerifyOut,
+    Activate,
+    PostActivate,
+    Canary,
+    CanaryPause,
+    VerifyIn,
+    Repool,
+    PostRepool,
+    Bake,
+    /// The error gate failed: waiting for room to take it out again.
+    GateReady,
+    GateDepool,
+    Rollback,
+    /// Depool was not confirmed: put it back as it was.
+    Restore,
+    Final,
+}
+
+/// Why a server is on its way back: it changes the state it ends in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Deploying the new release.
+    Forward,
+    /// The new release failed; the previous one is live again.
+    RolledBack,
+    /// Something failed before the new release went live (release layout: the old release
+    /// is still live): it goes back after its canary, but counts as failed.
+    Failed,
+    /// `--force` pushed it through a failing canary.
+    Warned,
+}
+
+#[derive(Debug, Clone)]
+struct Slot {
+    stage: u32,
+    step: Step,
+    mode: Mode,
+    status: ServerStatus,
+    /// Counted in `Rollout::out` (it is, or may be, out of the pool because of us).
+    out: bool,
+    /// It was out of the pool before the deploy (forced through): never depooled or repooled.
+    pre_out: bool,
+    activated: bool,
+    attempt: u32,
+    verify_tries: u8,
+    action: Option<ActionId>,
+    /// Why it failed, kept for the final state's detail.
+    why: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Deadline(ActionId),
+    CanaryRetry(u32),
+    StagingRetry,
+    StageBake(u32),
+    Prompt(u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Staging,
+    Preflight,
+    Running,
+    Finished,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PromptKind {
+    Failure,
+    Stage(u32),
+}
+
+#[derive(Debug, Clone)]
+struct OpenPrompt {
+    seq: u64,
+    kind: PromptKind,
+    question: String,
+}
+
+/// What stands between the end of one stage and the start of the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    Open,
+    Bake(u32),
+    Approval(u32),
+}
+
+/// A read-only view of the machine, cheap to take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// 1-based current stage (0 before the first).
+    pub stage: u32,
+    /// Number of stages.
+    pub stages: u32,
+    /// Servers started and not yet final.
+    pub in_flight: u32,
+    /// Servers counted out of the pool (ours, failed ones kept out, others already out).
+    pub out_of_pool: u32,
+    /// The most that were out at once.
+    pub max_out_of_pool: u32,
+    /// Failures so far (failed and rolled back).
+    pub failures: u32,
+    /// Failures tolerated now (grows by one with each "yes" at a failure prompt).
+    pub budget: u32,
+    /// Whether new servers are held.
+    pub paused: bool,
+    /// Why the deploy is stopping, if it is.
+    pub stopping: Option<StopReason>,
+    /// The open prompt's question.
+    pub prompt: Option<String>,
+    /// Counts by final state so far.
+    pub summary: Summary,
+}
+
+/// How a deploy ended.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Report {
+    /// Counts by final state; each server counted once.
+    pub summary: Summary,
+    /// Why it was refused before touching production, if it was.
+    pub refused: Option<String>,
+    /// Why it stopped early, if it did.
+    pub stopped: Option<StopReason>,
+    /// Servers left out of the pool, with why: every one of them is reported here.
+    pub left_out: Vec<(ServerId, String)>,
+    /// The most servers out of the pool at once (as the machine counted them).
+    pub max_out_of_pool: u32,
+    /// From `Rollout::new` to the last completion.
+    pub duration: Duration,
+    /// The command's exit code for this outcome.
+    pub exit_code: i32,
+}
+
+/// The rollout state machine. See the [module docs](self) for the run loop.
+///
+/// ```
+/// use std::time::{Instant, UNIX_EPOCH};
+/// use mwdeploy_core::{Plan, Rollout, Server, ServerId, ReleaseId, Layout, Outcome, ActionKind, PoolState};
+///
+/// let servers = vec![Server::new(ServerId::new("mw1").unwrap())];
+/// let mut plan = Plan::new("d1", ReleaseId::at(UNIX_EPOCH, "a").unwrap(), Layout::Inplace, servers);
+/// plan.preflight = false;
+/// let now = Instant::now();
+/// let mut r = Rollout::new(plan, now).unwrap();
+/// // Answer every action with success (canaries healthy).
+/// while !r.is_finished() {
+///     while r.poll_event().is_some() {}
+///     let a = r.poll_action().expect("the machine waits only on actions here");
+///     let outcome = match a.kind {
+///         ActionKind::Canary { .. } => Outcome::Health(mwdeploy_core::Health::Healthy),
+///         ActionKind::QueryPool => Outcome::State(PoolState::Maint),
+///         _ => Outcome::Done,
+///     };
+///     r.handle_completion(now, a.id, outcome);
+/// }
+/// assert_eq!(r.report().summary.succeeded, 1);
+/// ```
+#[derive(Debug)]
+pub struct Rollout {
+    plan: Plan,
+    stages: Vec<Vec<u32>>,
+    slots: Vec<Slot>,
+    /// Balancer name -> slot, to read pool answers.
+    by_backend_name: HashMap<ServerId, u32>,
+    actions: VecDeque<Action>,
+    events: VecDeque<Event>,
+    /// Outstanding actions -> the slot they concern (`None`: staging or fleet) and their name.
+    inflight: HashMap<ActionId, (Option<u32>, &'static str)>,
+    timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
+    timer_seq: u64,
+    next_action: u64,
+    phase: Phase,
+    staging_attempt: u32,
+    /// Index of the current stage.
+    stage: usize,
+    /// Next server of the current stage to start.
+    cursor: usize,
+    /// Servers of the current stage not yet final.
+    stage_left: usize,
+    gate: Gate,
+    ready: VecDeque<u32>,
+    gate_ready: VecDeque<u32>,
+    in_flight: u32,
+    out: u32,
+    max_out: u32,
+    /// Slots holding an `out` count that they will give back (not kept out for good).
+    held: u32,
+    kept_out: Vec<(ServerId, String)>,
+    failures: u32,
+    budget: u32,
+    paused: bool,
+    stopping: Option<StopReason>,
+    prompt: Option<OpenPrompt>,
+    refused: Option<String>,
+    summary: Summary,
+    finals: usize,
+    started_at: Instant,
+    last_at: Instant,
+}
+
+impl Rollout {
+    /// Checks `plan` and prepares the machine; nothing happens until the first poll.
+    pub fn new(plan: Plan, now: Instant) -> Result<Rollout, PlanError> {
+        let stages = plan.stages()?;
+        let mut slots = vec![
+            Slot {
+                stage: 0,
+                step: Step::Pending,
+                mode: Mode::Forward,
+                status: ServerStatus::Pending,
+                out: false,
+                pre_out: false,
+                activated: false,
+                attempt: 0,
+                verify_tries: 0,
+                action: None,
+                why: None,
+            };
+            plan.servers.len()
+        ];
+        for (k, stage) in stages.iter().enumerate() {
+            for &i in stage {
+                slots[i as usize].stage = k as u32;
+            }
+        }
+        let by_backend_name = plan
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.backend_name().clone(), i as u32))
+            .collect();
+        let budget = plan.policy.failure_budget.resolve(plan.servers.len());
+        let mut r = Rollout {
+            stages,
+            slots,
+            by_backend_name,
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+            inflight: HashMap::new(),
+            timers: BinaryHeap::new(),
+            timer_seq: 0,
+            next_action: 0,
+            phase: Phase::Staging,
+            staging_attempt: 0,
+            stage: 0,
+            cursor: 0,
+            stage_left: 0,
+            gate: Gate::Open,
+            ready: VecDeque::new(),
+            gate_ready: VecDeque::new(),
+            in_flight: 0,
+            out: 0,
+            max_out: 0,
+            held: 0,
+            kept_out: Vec::new(),
+            failures: 0,
+            budget,
+            paused: false,
+            stopping: None,
+            prompt: None,
+            refused: None,
+            summary: Summary::default(),
+            finals: 0,
+            started_at: now,
+            last_at: now,
+            plan,
+        };
+        r.events.push_back(Event::DeployStarted {
+            servers: r.plan.servers.iter().map(|s| s.id.clone()).collect(),
+            release: r.plan.release.clone(),
+            layout: r.plan.layout,
+            flags: r.plan.meta.flags.clone(),
+            message: r.plan.meta.message.clone(),
+            user: r.plan.meta.user.clone(),
+        });
+        r.notify(
+            now,
+            Note::Started {
+                deploy: r.plan.deploy_id.clone(),
+                servers: r.plan.servers.len(),
+            },
+        );
+        r.begin(now);
+        Ok(r)
+    }
+
+    /// The plan this machine runs.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The next action to run, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Rollout::handle_timeout`] should be called next, if ever.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        // Drop timers that no longer matter so the driver does not wake for nothing.
+        while let Some(Reverse((at, _, timer))) = self.timers.peek().copied() {
+            if self.timer_live(timer) {
+                return Some(at);
+            }
+            self.timers.pop();
+        }
+        None
+    }
+
+    /// Whether the deploy has ended (every server final, the last event queued).
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Finished
+    }
+
+    /// A port finished the action `id`. Unknown or already timed-out ids are ignored.
+    pub fn handle_completion(&mut self, now: Instant, id: ActionId, outcome: Outcome) {
+        self.touch(now);
+        let Some((slot, _)) = self.inflight.remove(&id) else {
+            return;
+        };
+        match slot {
+            None => self.fleet_completion(now, outcome),
+            Some(i) => {
+                if self.slots[i as usize].action != Some(id) {
+                    return;
+                }
+                self.slots[i as usize].action = None;
+                self.server_completion(now, i, outcome);
+            }
+        }
+        self.schedule(now);
+    }
+
+    /// The operator decided something. A stray answer (no prompt open) is ignored.
+    pub fn handle_decision(&mut self, now: Instant, decision: Decision) {
+        self.touch(now);
+        match decision {
+            Decision::Answer(yes) => self.answer(now, if yes { "yes" } else { "no" }, yes),
+            Decision::Pause => self.paused = true,
+            Decision::Resume => self.paused = false,
+            Decision::Stop(reason) => {
+                let detail = match reason {
+                    StopReason::Interrupted => "interrupted by a signal",
+                    _ => "the operator asked to stop",
+                };
+                self.stop(now, reason, detail.into());
+            }
+        }
+        self.schedule(now);
+    }
+
+    /// Time passed: fires every timer due at `now`. Spurious calls are no-ops.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((at, _, timer))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            if !self.timer_live(timer) {
+                continue;
+            }
+            self.touch(now.max(self.last_at));
+            self.fire(now, timer);
+        }
+        self.schedule(now);
+    }
+
+    /// A view of the counters.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            stage: if self.phase == Phase::Running || self.phase == Phase::Finished {
+                self.stage as u32 + 1
+            } else {
+                0
+            },
+            stages: self.stages.len() as u32,
+            in_flight: self.in_flight,
+            out_of_pool: self.out,
+            max_out_of_pool: self.max_out,
+            failures: self.failures,
+            budget: self.budget,
+            paused: self.paused,
+            stopping: self.stopping,
+            prompt: self.prompt.as_ref().map(|p| p.question.clone()),
+            summary: self.summary,
+        }
+    }
+
+    /// A server's current state.
+    pub fn server_status(&self, server: &ServerId) -> Option<ServerStatus> {
+        let i = self.plan.servers.iter().position(|s| &s.id == server)?;
+        Some(self.slots[i].status)
+    }
+
+    /// Every server with its current state, in plan order.
+    pub fn statuses(&self) -> impl Iterator<Item = (&ServerId, ServerStatus)> {
+        self.plan
+            .servers
+            .iter()
+            .zip(&self.slots)
+            .map(|(s, slot)| (&s.id, slot.status))
+    }
+
+    /// How the deploy ended (or stands, if it has not ended).
+    pub fn report(&self) -> Report {
+        Report {
+            summary: self.summary,
+            refused: self.refused.clone(),
+            stopped: self.stopping,
+            left_out: self.kept_out.clone(),
+            max_out_of_pool: self.max_out,
+            duration: self.last_at.saturating_duration_since(self.started_at),
+            exit_code: self.exit_code(),
+        }
+    }
+
+    fn exit_code(&self) -> i32 {
+        if self.refused.is_some() {
+            EXIT_REFUSED
+        } else if self.stopping == Some(StopReason::Interrupted) {
+            EXIT_INTERRUPTED
+        } else if self.stopping.is_some()
+            || self.summary.failed + self.summary.rolled_back + self.summary.skipped > 0
+        {
+            EXIT_FAILED
+        } else {
+            EXIT_OK
+        }
+    }
+
+    // ---- plumbing -------------------------------------------------------------------
+
+    fn touch(&mut self, now: Instant) {
+        if now > self.last_at {
+            self.last_at = now;
+        }
+    }
+
+    fn timer(&mut self, at: Instant, timer: Timer) {
+        self.timer_seq += 1;
+        self.timers.push(Reverse((at, self.timer_seq, timer)));
+    }
+
+    fn timer_live(&self, timer: Timer) -> bool {
+        match timer {
+            Timer::Deadline(id) => self.inflight.contains_key(&id),
+            Timer::CanaryRetry(i) => self.slots[i as usize].step == Step::CanaryPause,
+            Timer::StagingRetry => self.phase == Phase::Staging && self.staging_attempt > 0,
+            Timer::StageBake(k) => self.gate == Gate::Bake(k),
+            Timer::Prompt(seq) => self.prompt.as_ref().is_some_and(|p| p.seq == seq),
+        }
+    }
+
+    fn deadline_for(&self, kind: &ActionKind) -> Duration {
+        let t = &self.plan.policy.timeouts;
+        match kind {
+            ActionKind::QueryPool => t.query,
+            ActionKind::Copy => t.copy,
+            ActionKind::Depool => t.depool,
+            ActionKind::Activate => t.activate,
+            ActionKind::RunHook(_) => t.hook,
+            ActionKind::Canary { .. } => self.plan.policy.canary.timeout,
+            ActionKind::Rollback => t.rollback,
+            ActionKind::Repool => t.repool,
+            // The gate's own window, and as long again to report.
+            ActionKind::Bake { window } => *window * 2 + t.query,
+            ActionKind::Notify(_) => t.notify,
+        }
+    }
+
+    fn issue(&mut self, now: Instant, slot: Option<u32>, target: Target, kind: ActionKind) {
+        self.next_action += 1;
+        let id = ActionId(self.next_action);
+        let deadline = now + self.deadline_for(&kind);
+        self.inflight.insert(id, (slot, kind.name()));
+        if let Some(i) = slot {
+            self.slots[i as usize].action = Some(id);
+        }
+        self.timer(deadline, Timer::Deadline(id));
+        self.actions.push_back(Action {
+            id,
+            target,
+            kind,
+            release: self.plan.release.clone(),
+            deadline,
+        });
+    }
+
+    fn issue_for(&mut self, now: Instant, i: u32, kind: ActionKind) {
+        let target = Target::Server(self.id(i).clone());
+        self.issue(now, Some(i), target, kind);
+    }
+
+    /// A notification: not tracked, its answer changes nothing.
+    fn notify(&mut self, now: Instant, note: Note) {
+        self.next_action += 1;
+        let kind = ActionKind::Notify(note);
+        let deadline = now + self.deadline_for(&kind);
+        self.actions.push_back(Action {
+            id: ActionId(self.next_action),
+            target: Target::Fleet,
+            kind,
+            release: self.plan.release.clone(),
+            deadline,
+        });
+    }
+
+    fn id(&self, i: u32) -> &ServerId {
+        &self.plan.servers[i as usize].id
+    }
+
+    fn set_status(&mut self, i: u32, status: ServerStatus, detail: Option<String>) {
+        let slot = &mut self.slots[i as usize];
+        if slot.status == status && detail.is_none() {
+            return;
+        }
+        slot.status = status;
+        self.events.push_back(Event::ServerState {
+            server: self.plan.servers[i as usize].id.clone(),
+            state: status,
+            detail,
+        });
+    }
+
+    fn warn(&mut self, server: Option<u32>, detail: String) {
+        self.events.push_back(Event::Warning {
+            server: server.map(|i| self.id(i).clone()),
+            detail,
+        });
+    }
+
+    fn pooled(&self, i: u32) -> bool {
+        let s = &self.slots[i as usize];
+        self.plan.servers[i as usize].pooled && !s.pre_out
+    }
+
+    fn has_hook(&self, i: u32, point: HookPoint) -> bool {
+        self.plan.servers[i as usize].hooks.contains(point)
+    }
+
+    fn take_out(&mut self, i: u32) {
+        let slot = &mut self.slots[i as usize];
+        if !slot.out {
+            slot.out = true;
+            self.out += 1;
+            self.held += 1;
+            self.max_out = self.max_out.max(self.out);
+        }
+    }
+
+    fn give_back(&mut self, i: u32) {
+        let slot = &mut self.slots[i as usize];
+        if slot.out {
+            slot.out = false;
+            self.out -= 1;
+            self.held -= 1;
+        }
+    }
+}
+
+pub(super) fn describe(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Failed(e) => e.to_string(),
+        Outcome::Health(Health::Unknown { reason }) => format!("unknown: {reason}"),
+        Outcome::Health(Health::Unhealthy { reason, .. }) => reason.clone(),
+        other => format!("unexpected answer {other:?}"),
+    }
+}
+
+/// Whether a canary outcome passed, and what it said.
+pub(super) fn health_of(outcome: &Outcome) -> (bool, String) {
+    match outcome {
+        Outcome::Health(Health::Healthy) => (true, "healthy".to_string()),
+        other => (false, describe(other)),
+    }
+}
