@@ -31,7 +31,7 @@
 //!
 //! ```
 //! use mwdeploy_core::sim::{Faults, Simulation};
-//! let report = Simulation::new(50, 7).faults(Faults::canary(0.1)).run();
+//! let report = Simulation::new(50, 7).faults(Faults::canary(0.1)).run().unwrap();
 //! assert!(report.violations.is_empty());
 //! assert_eq!(report.summary.total(), 50);
 //! ```

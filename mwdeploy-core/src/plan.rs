@@ -239,6 +239,9 @@ pub struct Policy {
     pub timeouts: StepTimeouts,
     /// How long a prompt waits before its safe answer (stop).
     pub prompt_timeout: Duration,
+    /// How often a copy (or in-place transfer) that failed with a transient error is
+    /// tried again before the server counts as failed.
+    pub transfer_retries: u32,
 }
 
 impl Default for Policy {
@@ -256,6 +259,7 @@ impl Default for Policy {
             error_gate: None,
             timeouts: StepTimeouts::default(),
             prompt_timeout: Duration::from_secs(300),
+            transfer_retries: 1,
         }
     }
 }

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use super::{describe, health_of, Mode, Phase, Rollout, Step, Timer};
 use crate::action::{ActionKind, Outcome};
+use crate::error::PortErrorKind;
 use crate::event::{Event, PoolAction, PoolPhase, ServerStatus};
 use crate::model::{Health, HookPoint, Layout};
 use crate::plan::OnUnknown;
@@ -206,6 +207,7 @@ impl Rollout {
             _ => None,
         };
         match step {
+            Step::Copy if self.retry_transfer(now, i, &outcome, ActionKind::Copy) => {}
             Step::Copy => match failed {
                 None => {
                     if self.has_hook(i, HookPoint::PostCopy) {
@@ -293,6 +295,11 @@ impl Rollout {
                     )
                 }
             },
+            // An in-place copy cut by a dropped connection is copied again: rsync
+            // picks up where it stopped, and the server is out of the pool anyway.
+            Step::Activate
+                if self.plan.layout == Layout::Inplace
+                    && self.retry_transfer(now, i, &outcome, ActionKind::Activate) => {}
             Step::Activate => {
                 self.slots[i as usize].activated = failed.is_none();
                 match failed {
@@ -483,6 +490,31 @@ impl Rollout {
             }
             Step::Pending | Step::Ready | Step::CanaryPause | Step::GateReady | Step::Final => {}
         }
+    }
+
+    /// Retries a transfer that failed with a transient error, while retries are left.
+    pub(super) fn retry_transfer(
+        &mut self,
+        now: Instant,
+        i: u32,
+        outcome: &Outcome,
+        kind: ActionKind,
+    ) -> bool {
+        let Outcome::Failed(e) = outcome else {
+            return false;
+        };
+        let slot = &mut self.slots[i as usize];
+        if e.kind != PortErrorKind::Transient || slot.retries >= self.plan.policy.transfer_retries {
+            return false;
+        }
+        slot.retries += 1;
+        let n = slot.retries;
+        self.warn(
+            Some(i),
+            format!("{} failed ({e}); trying again ({n})", kind.name()),
+        );
+        self.issue_for(now, i, kind);
+        true
     }
 
     /// Depool was not confirmed: nothing changed on the server, so it goes back as it was.

@@ -104,6 +104,8 @@ struct Slot {
     activated: bool,
     attempt: u32,
     verify_tries: u8,
+    /// Transfers tried again after a transient failure.
+    retries: u32,
     action: Option<ActionId>,
     /// Why it failed, kept for the final state's detail.
     why: Option<String>,
@@ -277,6 +279,7 @@ impl Rollout {
                 activated: false,
                 attempt: 0,
                 verify_tries: 0,
+                retries: 0,
                 action: None,
                 why: None,
             };
