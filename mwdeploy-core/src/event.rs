@@ -2,6 +2,8 @@
 //!
 //! The machine emits them without `ts` and `deploy`; the journal and `--json` output add both.
 
+use std::time::SystemTime;
+
 use serde::{Deserialize, Serialize};
 
 use crate::model::{HookPoint, Layout, ReleaseId, ServerId};
@@ -197,6 +199,22 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
     },
+    /// A running step's progress (from a port, thinned to a few a second per server).
+    Progress {
+        /// The server.
+        server: ServerId,
+        /// The step (`copy`, `activate`, ...).
+        step: String,
+        /// Percent done.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        percent: Option<f32>,
+        /// Transfer rate as printed by the tool.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rate: Option<String>,
+        /// A line of output.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        line: Option<String>,
+    },
     /// A pool change: its intent before it is sent, its result after.
     Pool {
         /// The server.
@@ -285,4 +303,45 @@ pub enum Event {
         /// The command's exit code for this outcome.
         exit_code: i32,
     },
+}
+
+/// One line of the journal and of `--json` output: an event with its time and deploy.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use mwdeploy_core::event::{Event, Record};
+/// let r = Record {
+///     ts: UNIX_EPOCH + Duration::from_millis(1_700_000_000_250),
+///     deploy: "d1".into(),
+///     event: Event::StageFinished { stage: 1 },
+/// };
+/// let line = serde_json::to_string(&r).unwrap();
+/// assert_eq!(line, r#"{"ts":"2023-11-14T22:13:20.250Z","deploy":"d1","event":"stage_finished","stage":1}"#);
+/// assert_eq!(serde_json::from_str::<Record>(&line).unwrap(), r);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// When (UTC, RFC 3339 with milliseconds and `Z`).
+    #[serde(with = "rfc3339")]
+    pub ts: SystemTime,
+    /// The deploy's id.
+    pub deploy: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+mod rfc3339 {
+    use std::time::SystemTime;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_rfc3339_millis(*t))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_rfc3339(&text).map_err(serde::de::Error::custom)
+    }
 }

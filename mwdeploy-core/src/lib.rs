@@ -24,6 +24,7 @@
 //! - [`ports`]: the traits the adapters (`mwdeploy-haproxy`, `mwdeploy-rsync`,
 //!   `mwdeploy-canary`) implement.
 //! - [`rollout`]: the sans-IO [`Rollout`] machine.
+//! - [`driver`]: runs a [`Rollout`] on tokio against the ports.
 //! - [`sim`]: a fake fleet with seeded faults, virtual time and a checker of the six rules.
 //! - [`conformance`]: one suite every implementation of a port must pass.
 //!
@@ -39,6 +40,7 @@
 
 pub mod action;
 pub mod conformance;
+pub mod driver;
 pub mod error;
 pub mod event;
 pub mod model;

@@ -378,6 +378,12 @@ impl Rollout {
         None
     }
 
+    /// Whether the machine still waits for the answer to action `id` (it stops waiting
+    /// when the action's deadline passes; a driver then cancels the step).
+    pub fn is_waiting_for(&self, id: ActionId) -> bool {
+        self.inflight.contains_key(&id)
+    }
+
     /// Whether the deploy has ended (every server final, the last event queued).
     pub fn is_finished(&self) -> bool {
         self.phase == Phase::Finished

@@ -220,6 +220,23 @@ impl Simulation {
         self
     }
 
+    /// The plan this simulation deploys.
+    pub fn into_plan(self) -> Plan {
+        self.plan
+    }
+
+    /// The fleet this simulation deploys to, as [`Simulation::run`] builds it: for
+    /// driving the same scenario through [`SimFleet`] and the tokio driver.
+    pub fn fleet_model(&self) -> FleetModel {
+        fleet_model(
+            &self.plan,
+            self.seed,
+            self.faults.clone(),
+            self.outsiders.clone(),
+            &self.down,
+        )
+    }
+
     /// Runs to the end.
     pub fn run(self) -> Result<SimReport, PlanError> {
         self.run_with(|_, _| {})
@@ -241,12 +258,8 @@ impl Simulation {
             decisions: scripted,
         } = self;
         let servers = plan.servers.len();
-        let staging = plan.staging.as_ref().map(|s| s.id.clone());
-        let mut model =
-            FleetModel::new(seed, plan.layout, faults, &plan.servers, outsiders, staging);
-        for (id, state) in &down {
-            model.set_pool(id, *state);
-        }
+        let model = fleet_model(&plan, seed, faults, outsiders, &down);
+        let mut model = model;
         let mut checker = Checker::new(&plan);
         checker.out_before(model.out_of_pool());
         let t0 = Instant::now();
@@ -358,6 +371,21 @@ impl Simulation {
             events,
         })
     }
+}
+
+fn fleet_model(
+    plan: &Plan,
+    seed: u64,
+    faults: Faults,
+    outsiders: Vec<(ServerId, PoolState)>,
+    down: &[(ServerId, PoolState)],
+) -> FleetModel {
+    let staging = plan.staging.as_ref().map(|s| s.id.clone());
+    let mut model = FleetModel::new(seed, plan.layout, faults, &plan.servers, outsiders, staging);
+    for (id, state) in down {
+        model.set_pool(id, *state);
+    }
+    model
 }
 
 /// A stop the simulated operator asks for.
