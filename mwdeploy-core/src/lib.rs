@@ -25,6 +25,8 @@
 //!   `mwdeploy-canary`) implement.
 //! - [`rollout`]: the sans-IO [`Rollout`] machine.
 //! - [`driver`]: runs a [`Rollout`] on tokio against the ports.
+//! - [`journal`]: every event on disk, pool changes written ahead; what recovery reads.
+//! - [`lock`]: one deploy at a time per state dir.
 //! - [`sim`]: a fake fleet with seeded faults, virtual time and a checker of the six rules.
 //! - [`conformance`]: one suite every implementation of a port must pass.
 //!
@@ -43,6 +45,8 @@ pub mod conformance;
 pub mod driver;
 pub mod error;
 pub mod event;
+pub mod journal;
+pub mod lock;
 pub mod model;
 pub mod plan;
 pub mod ports;
