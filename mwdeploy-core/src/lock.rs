@@ -90,7 +90,7 @@ pub enum LockError {
         /// The lock file.
         path: PathBuf,
         /// Its record, if readable.
-        holder: Option<Holder>,
+        holder: Option<Box<Holder>>,
     },
     /// The lock file could not be opened, locked or written.
     #[error("{path}: {source}")]
@@ -162,7 +162,7 @@ impl DeployLock {
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
-                let holder = read_record_at(&path);
+                let holder = read_record_at(&path).map(Box::new);
                 return Err(LockError::Held { path, holder });
             }
             Err(TryLockError::Error(source)) => return Err(LockError::Io { path, source }),
@@ -215,7 +215,7 @@ impl DeployLock {
                 Ok(record)
             }
             Err(TryLockError::WouldBlock) => {
-                let holder = read_record_at(&path);
+                let holder = read_record_at(&path).map(Box::new);
                 Err(LockError::Held { path, holder })
             }
             Err(TryLockError::Error(source)) => Err(LockError::Io { path, source }),
