@@ -1,11 +1,11 @@
 //! Scenario tests: the `Rollout` machine driven by a scripted fleet on a virtual clock.
 //!
-//! A [`Script`] owns the machine and answers its actions from a table of rules (by server
-//! and step), keeps the pool state each server is in, answers prompts as the test says, lets
-//! time jump to the next completion or timer, and records everything in one ordered log.
-//! Every run ends with the checks that hold in any scenario (section 3 of design.md): the
+//! A [`Script`] owns the machine and answers its actions from a table of rules (by server,
+//! step and attempt), tracks the pool state of each server, answers prompts as the test
+//! says, lets time jump to the next answer or timer, and records everything in one log.
+//! Every run ends with checks that hold in any scenario (design.md, section 3): the
 //! harness's own count of servers out of the pool matches the machine's and stays under
-//! `max_unavailable`, and every server we depooled and never repooled is in `left_out`.
+//! `max_unavailable`, and every server depooled and never repooled is in `left_out`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::RangeInclusive;
@@ -15,9 +15,10 @@ use mwdeploy_core::event::PrepStatus;
 use mwdeploy_core::plan::{ErrorGatePolicy, FailureBudget, OnFailure, OnUnknown, StageSize};
 use mwdeploy_core::{
     Action, ActionKind, Decision, Event, Health, HookPoint, HookPoints, Layout, Outcome, Plan,
-    PlanError, PoolState, PortError, ReleaseId, Report, Rollout, Server, ServerId, ServerStatus,
+    PlanError, PoolState, PortError, ReleaseId, Rollout, Server, ServerId, ServerStatus,
     StopReason, Target,
 };
+use ServerStatus::{Done, Failed, RolledBack, Skipped, Warned};
 
 // ---- the harness ------------------------------------------------------------------------
 
@@ -26,48 +27,44 @@ const SEC: Duration = Duration::from_secs(1);
 /// How the scripted fleet answers one action.
 #[derive(Debug, Clone)]
 enum Reply {
-    /// The step works (after its usual latency).
+    /// Works, after the step's usual latency (a copy 3 s, anything else 1 s).
     Ok,
-    /// The step fails (a canary or gate answers unhealthy, other steps a permanent error).
+    /// A canary or error gate answers unhealthy; any other step, a permanent error.
     Fail,
     /// Never answered: the machine's deadline must fire.
     Hang,
-    /// Works, but the answer comes after this long.
+    /// Works, but answers after this long.
     Late(Duration),
     /// Answers exactly this.
     With(Outcome),
 }
 
-/// One line of the log, in the order things happened, with the virtual time since start.
+/// One line of the log, in the order things happened, at the virtual time since the start.
 #[derive(Debug)]
 enum Rec {
     Issue(Duration, Box<Action>),
-    Done(Duration, Box<Action>, bool),
+    Done(Duration, Box<Action>),
     Ev(Duration, Event),
 }
 
-struct Rule {
-    who: String,
-    kind: &'static str,
-    nth: RangeInclusive<u32>,
-    reply: Reply,
-}
+/// `kind` actions on server `who` whose count is in the range get the reply.
+type Rule = (String, &'static str, RangeInclusive<u32>, Reply);
 
 struct Script {
     r: Rollout,
     t0: Instant,
     now: Instant,
-    max_unavailable: usize,
-    servers: Vec<String>,
     rules: Vec<Rule>,
+    /// What the preflight pool read answers.
     fleet: Vec<(ServerId, PoolState)>,
+    /// The answers to the prompts, in order; `None` leaves a prompt open.
     answers: VecDeque<Option<bool>>,
+    /// When the first such action is issued, the operator decides.
     triggers: Vec<(String, &'static str, Decision)>,
-    log: Vec<Rec>,
-    issued: BTreeMap<(String, &'static str), u32>,
-    pool: BTreeMap<String, PoolState>,
     pending: Vec<(Instant, Action, Outcome)>,
-    /// Out of the pool: depool issued and no repool done, plus what the pool read showed out.
+    log: Vec<Rec>,
+    pool: BTreeMap<String, PoolState>,
+    /// Depool issued and no repool done, plus those the pool read showed out.
     out: BTreeSet<String>,
     max_out: usize,
     max_in_flight: u32,
@@ -81,78 +78,53 @@ fn who(a: &Action) -> String {
     }
 }
 
-fn latency(kind: &ActionKind) -> Duration {
-    match kind {
-        ActionKind::Copy => 3 * SEC,
-        _ => SEC,
-    }
-}
-
 impl Script {
     fn new(plan: Plan) -> Script {
-        let t0 = Instant::now();
+        let entry = |s: &Server| (s.backend_name().clone(), PoolState::Up);
         let fleet = plan.servers.iter().filter(|s| s.pooled);
-        let fleet = fleet
-            .map(|s| (s.backend_name().clone(), PoolState::Up))
-            .collect();
+        let fleet = fleet.map(entry).collect();
+        let t0 = Instant::now();
+        let r = Rollout::new(plan, t0).expect("a valid plan");
+        let (rules, answers, triggers, pending, log, pool, out) = Default::default();
+        let (now, max_out, max_in_flight) = (t0, 0, 0);
         Script {
-            max_unavailable: plan.policy.max_unavailable as usize,
-            servers: plan.servers.iter().map(|s| s.id.to_string()).collect(),
-            r: Rollout::new(plan, t0).expect("a valid plan"),
+            r,
             t0,
-            now: t0,
-            rules: Vec::new(),
+            now,
+            rules,
             fleet,
-            answers: VecDeque::new(),
-            triggers: Vec::new(),
-            log: Vec::new(),
-            issued: BTreeMap::new(),
-            pool: BTreeMap::new(),
-            pending: Vec::new(),
-            out: BTreeSet::new(),
-            max_out: 0,
-            max_in_flight: 0,
+            answers,
+            triggers,
+            pending,
+            log,
+            pool,
+            out,
+            max_out,
+            max_in_flight,
         }
     }
 
-    /// Every `kind` action on `who` gets `reply`.
     fn on(self, who: &str, kind: &'static str, reply: Reply) -> Script {
         self.on_nth(who, kind, 1..=u32::MAX, reply)
     }
 
-    /// The `nth` (1-based) `kind` actions on `who` get `reply`; the first rule that matches wins.
-    fn on_nth(
-        mut self,
-        who: &str,
-        kind: &'static str,
-        nth: RangeInclusive<u32>,
-        reply: Reply,
-    ) -> Script {
-        let who = who.to_string();
-        self.rules.push(Rule {
-            who,
-            kind,
-            nth,
-            reply,
-        });
+    fn on_nth(mut self, who: &str, kind: &'static str, n: RangeInclusive<u32>, r: Reply) -> Self {
+        self.rules.push((who.to_string(), kind, n, r));
         self
     }
 
     /// The preflight pool read shows `who` (in the plan or not) in `state`.
     fn pool_state(mut self, who: &str, state: PoolState) -> Script {
-        let id = ServerId::new(who).unwrap();
-        self.fleet.retain(|(s, _)| *s != id);
-        self.fleet.push((id, state));
+        self.fleet.retain(|(s, _)| s.as_str() != who);
+        self.fleet.push((id(who), state));
         self
     }
 
-    /// The next prompt gets this answer (`None`: left open until it times out).
     fn answer(mut self, answer: Option<bool>) -> Script {
         self.answers.push_back(answer);
         self
     }
 
-    /// When the first `kind` action on `who` is issued, the operator decides `decision`.
     fn decide_on(mut self, who: &str, kind: &'static str, decision: Decision) -> Script {
         self.triggers.push((who.to_string(), kind, decision));
         self
@@ -162,6 +134,7 @@ impl Script {
         self.now - self.t0
     }
 
+    /// Runs the deploy to its end: answers, or lets time jump to the next answer or timer.
     fn run(mut self) -> Script {
         for _ in 0..100_000 {
             self.drain();
@@ -174,10 +147,7 @@ impl Script {
                 (Some(d), Some(t)) if t < d => self.tick(t),
                 (Some(_), _) => self.deliver(),
                 (None, Some(t)) => self.tick(t),
-                (None, None) => panic!(
-                    "stuck: nothing to answer, no timer: {:#?}",
-                    self.r.snapshot()
-                ),
+                (None, None) => panic!("stuck, nothing to wait for: {:#?}", self.r.snapshot()),
             }
         }
         panic!("the deploy did not finish: {:#?}", self.r.snapshot());
@@ -188,48 +158,43 @@ impl Script {
         self.r.handle_timeout(self.now);
     }
 
+    /// Delivers the earliest answer, keeping the pool state and the out-of-pool count.
     fn deliver(&mut self) {
-        let k = (0..self.pending.len())
-            .min_by_key(|&k| (self.pending[k].0, self.pending[k].1.id))
-            .unwrap();
-        let (at, action, outcome) = self.pending.remove(k);
+        self.pending.sort_by_key(|p| (p.0, p.1.id));
+        let (at, action, outcome) = self.pending.remove(0);
         self.now = self.now.max(at);
         let (name, ok) = (who(&action), !matches!(outcome, Outcome::Failed(_)));
-        match (&action.kind, &outcome) {
-            (ActionKind::Depool, _) if ok => {
-                self.pool.insert(name, PoolState::Maint);
-            }
-            (ActionKind::Repool, _) if ok => {
+        let state = match action.kind {
+            ActionKind::Depool if ok => Some(PoolState::Maint),
+            ActionKind::Repool if ok => Some(PoolState::Up),
+            _ => None,
+        };
+        if let Some(state) = state {
+            self.pool.insert(name.clone(), state);
+            if state == PoolState::Up {
                 self.out.remove(&name);
-                self.pool.insert(name, PoolState::Up);
             }
-            (_, Outcome::Pool(states)) => {
-                let down = states.iter().filter(|(_, s)| !s.is_serving());
-                self.out.extend(down.map(|(id, _)| id.to_string()));
-                self.max_out = self.max_out.max(self.out.len());
-            }
-            _ => {}
         }
-        self.log
-            .push(Rec::Done(self.t(), Box::new(action.clone()), ok));
+        if let Outcome::Pool(states) = &outcome {
+            let down = states.iter().filter(|(_, s)| !s.is_serving());
+            self.out.extend(down.map(|(id, _)| id.to_string()));
+            self.max_out = self.max_out.max(self.out.len());
+        }
+        self.log.push(Rec::Done(self.t(), Box::new(action.clone())));
         self.r.handle_completion(self.now, action.id, outcome);
     }
 
-    /// Drains events and actions; answers prompts and fires triggers, until nothing is left.
+    /// Drains events and actions, answers prompts and fires triggers, until nothing is left.
     fn drain(&mut self) {
         loop {
             self.max_in_flight = self.max_in_flight.max(self.r.snapshot().in_flight);
             let mut decisions = Vec::new();
             while let Some(ev) = self.r.poll_event() {
-                if let Event::Prompt {
-                    question,
-                    answer: None,
-                } = &ev
-                {
+                if let Event::Prompt { answer: None, .. } = &ev {
                     match self.answers.pop_front() {
                         Some(Some(yes)) => decisions.push(Decision::Answer(yes)),
                         Some(None) => {}
-                        None => panic!("unexpected prompt: {question}"),
+                        None => panic!("unexpected prompt: {ev:?}"),
                     }
                 }
                 self.log.push(Rec::Ev(self.t(), ev));
@@ -248,54 +213,42 @@ impl Script {
         }
     }
 
+    /// Logs an action and schedules its answer, by the first rule that matches.
     fn issue(&mut self, a: Action, decisions: &mut Vec<Decision>) {
-        let (name, kind) = (who(&a), a.kind.name());
-        let n = self.issued.entry((name.clone(), kind)).or_insert(0);
-        *n += 1;
-        let n = *n;
-        if let Some(k) = self
-            .triggers
-            .iter()
-            .position(|(w, k, _)| *w == name && *k == kind)
-        {
+        let (w, kind) = (who(&a), a.kind.name());
+        let n = 1 + self.kinds(&w).iter().filter(|k| **k == kind).count() as u32;
+        if let Some(k) = self.triggers.iter().position(|t| t.0 == w && t.1 == kind) {
             decisions.push(self.triggers.remove(k).2);
         }
         if kind == "depool" {
-            self.out.insert(name.clone());
+            self.out.insert(w.clone());
             self.max_out = self.max_out.max(self.out.len());
         }
-        let rule = self
-            .rules
-            .iter()
-            .find(|r| r.who == name && r.kind == kind && r.nth.contains(&n));
+        let hit = |r: &&Rule| r.0 == w && r.1 == kind && r.2.contains(&n);
+        let rule = self.rules.iter().find(hit);
+        let health = matches!(a.kind, ActionKind::Canary { .. } | ActionKind::Bake { .. });
+        let state = self.pool.get(&w).copied().unwrap_or(PoolState::Up);
         let ok = match &a.kind {
-            ActionKind::QueryPool if name == "fleet" => Outcome::Pool(self.fleet.clone()),
-            ActionKind::QueryPool => {
-                Outcome::State(*self.pool.get(&name).unwrap_or(&PoolState::Up))
-            }
-            ActionKind::Canary { .. } | ActionKind::Bake { .. } => Outcome::Health(Health::Healthy),
-            ActionKind::Rollback => {
-                Outcome::RolledBackTo(ReleaseId::at(UNIX_EPOCH, "old").unwrap())
-            }
+            ActionKind::QueryPool if w == "fleet" => Outcome::Pool(self.fleet.clone()),
+            ActionKind::QueryPool => Outcome::State(state),
+            _ if health => Outcome::Health(Health::Healthy),
+            ActionKind::Rollback => Outcome::RolledBackTo(release("old")),
             _ => Outcome::Done,
         };
-        let (delay, outcome) = match rule.map_or(Reply::Ok, |r| r.reply.clone()) {
-            Reply::Ok => (latency(&a.kind), ok),
-            Reply::Late(d) => (d, ok),
-            Reply::With(o) => (latency(&a.kind), o),
-            Reply::Fail => (
-                latency(&a.kind),
-                match a.kind {
-                    ActionKind::Canary { .. } | ActionKind::Bake { .. } => {
-                        Outcome::Health(Health::unhealthy("scripted: HTTP 500"))
-                    }
-                    _ => Outcome::Failed(PortError::permanent("scripted failure")),
-                },
-            ),
-            Reply::Hang => (Duration::MAX, ok),
+        let fail = match health {
+            true => Outcome::Health(Health::unhealthy("scripted: HTTP 500")),
+            false => Outcome::Failed(PortError::permanent("scripted failure")),
         };
-        if delay != Duration::MAX {
-            self.pending.push((self.now + delay, a.clone(), outcome));
+        let usual = SEC * if a.kind == ActionKind::Copy { 3 } else { 1 };
+        let answer = match rule.map_or(Reply::Ok, |r| r.3.clone()) {
+            Reply::Ok => Some((usual, ok)),
+            Reply::Fail => Some((usual, fail)),
+            Reply::Hang => None,
+            Reply::Late(d) => Some((d, ok)),
+            Reply::With(o) => Some((usual, o)),
+        };
+        if let Some((after, outcome)) = answer {
+            self.pending.push((self.now + after, a.clone(), outcome));
         }
         self.log.push(Rec::Issue(self.t(), Box::new(a)));
     }
@@ -303,58 +256,52 @@ impl Script {
     /// What holds at the end of every scenario.
     fn checks(&self) {
         let rep = self.r.report();
-        assert_eq!(
-            rep.max_out_of_pool as usize, self.max_out,
-            "max out of pool: machine vs depools minus repools"
-        );
+        let max = self.r.plan().policy.max_unavailable as usize;
         if rep.refused.is_none() {
-            assert!(
-                self.max_out <= self.max_unavailable,
-                "rule 1: {} out at once, max_unavailable {}",
-                self.max_out,
-                self.max_unavailable
-            );
+            let counted = rep.max_out_of_pool as usize;
+            assert_eq!(counted, self.max_out, "max out of pool: machine vs harness");
+            assert!(self.max_out <= max, "rule 1: {} out at once", self.max_out);
         }
-        for s in self.out.iter().filter(|s| self.servers.contains(s)) {
-            assert!(
-                self.left_out().contains(s),
-                "rule 3: {s} left out of the pool but not reported: {rep:?}"
-            );
+        // Rule 3: every server depooled and never put back is reported.
+        let depooled = |s: &&String| self.kinds(s).contains(&"depool");
+        for s in self.out.iter().filter(depooled) {
+            let reported = rep.left_out.iter().any(|(id, _)| id.as_str() == s);
+            assert!(reported, "rule 3: {s} left out, not reported: {rep:?}");
         }
         for (s, status) in self.r.statuses() {
             assert!(status.is_final(), "{s} ended in {status:?}");
         }
-        assert_eq!(rep.summary.total() as usize, self.servers.len());
+        assert_eq!(rep.summary.total() as usize, self.r.plan().servers.len());
         match self.events().last() {
             Some(Event::DeployFinished { exit_code, .. }) => assert_eq!(*exit_code, rep.exit_code),
-            other => panic!("last event is not deploy_finished: {other:?}"),
+            other => panic!("the last event is not deploy_finished: {other:?}"),
         }
     }
 
     // ---- reading the log ----
 
     /// The step names of the actions issued for `who`, in order.
-    fn kinds(&self, who_: &str) -> Vec<&'static str> {
+    fn kinds(&self, name: &str) -> Vec<&'static str> {
         let issued = self.log.iter().filter_map(|r| match r {
-            Rec::Issue(_, a) if who(a) == who_ => Some(a.kind.name()),
+            Rec::Issue(_, a) if who(a) == name => Some(a.kind.name()),
             _ => None,
         });
         issued.collect()
     }
 
-    /// Position in the log and time of the `nth` (1-based) `kind` action on `who`: issued, or answered.
-    fn find(&self, who_: &str, kind: &str, nth: usize, done: bool) -> (usize, Duration) {
-        let hits = self.log.iter().enumerate().filter_map(|(k, r)| match r {
-            Rec::Issue(t, a) if !done && who(a) == who_ && a.kind.name() == kind => Some((k, *t)),
-            Rec::Done(t, a, _) if done && who(a) == who_ && a.kind.name() == kind => Some((k, *t)),
+    /// Where in the log, and when, the `nth` (from 1) `kind` action on `who` was issued (or
+    /// answered, with `done`).
+    fn find(&self, name: &str, kind: &str, nth: usize, done: bool) -> (usize, Duration) {
+        let mut hits = self.log.iter().enumerate().filter_map(|(k, r)| match r {
+            Rec::Issue(t, a) if !done && who(a) == name && a.kind.name() == kind => Some((k, *t)),
+            Rec::Done(t, a) if done && who(a) == name && a.kind.name() == kind => Some((k, *t)),
             _ => None,
         });
-        let mut hits = hits.skip(nth - 1);
-        hits.next()
-            .unwrap_or_else(|| panic!("no {kind} #{nth} for {who_} (done: {done})"))
+        let hit = hits.nth(nth - 1);
+        hit.unwrap_or_else(|| panic!("no {kind} #{nth} on {name} (done: {done})"))
     }
 
-    /// Position and time of the first event matching `f`.
+    /// Where in the log, and when, the first event matching `f` is.
     fn event(&self, f: impl Fn(&Event) -> bool) -> Option<(usize, Duration)> {
         self.log.iter().enumerate().find_map(|(k, r)| match r {
             Rec::Ev(t, e) if f(e) => Some((k, *t)),
@@ -369,24 +316,13 @@ impl Script {
         })
     }
 
-    fn status(&self, who: &str) -> ServerStatus {
-        self.r.server_status(&ServerId::new(who).unwrap()).unwrap()
-    }
-
     fn statuses(&self) -> Vec<ServerStatus> {
         self.r.statuses().map(|(_, s)| s).collect()
     }
 
-    fn report(&self) -> Report {
-        self.r.report()
-    }
-
     fn left_out(&self) -> Vec<String> {
-        self.report()
-            .left_out
-            .iter()
-            .map(|(s, _)| s.to_string())
-            .collect()
+        let rep = self.r.report();
+        rep.left_out.iter().map(|(s, _)| s.to_string()).collect()
     }
 
     fn stage_sizes(&self) -> Vec<usize> {
@@ -399,20 +335,24 @@ impl Script {
 
     /// Whether any action was issued for a server of the plan.
     fn touched_a_server(&self) -> bool {
-        self.log
-            .iter()
-            .any(|r| matches!(r, Rec::Issue(_, a) if matches!(a.target, Target::Server(_))))
+        let server = |r: &Rec| matches!(r, Rec::Issue(_, a) if a.server().is_some());
+        self.log.iter().any(server)
     }
 }
+
+// ---- plans ------------------------------------------------------------------------------
 
 fn id(name: &str) -> ServerId {
     ServerId::new(name).unwrap()
 }
 
+fn release(suffix: &str) -> ReleaseId {
+    ReleaseId::at(UNIX_EPOCH + Duration::from_secs(1_700_000_000), suffix).unwrap()
+}
+
 /// A plan for `servers`, the default policy.
 fn plan_of(layout: Layout, servers: Vec<Server>) -> Plan {
-    let release = ReleaseId::at(UNIX_EPOCH + Duration::from_secs(1_700_000_000), "new").unwrap();
-    Plan::new("d1", release, layout, servers)
+    Plan::new("d1", release("new"), layout, servers)
 }
 
 /// A plan for mw1..mwN, the default policy.
@@ -443,7 +383,6 @@ const CYCLE: [&str; 6] = [
     "query_pool",
     "repool",
 ];
-use ServerStatus::{Done, Failed, RolledBack, Skipped, Warned};
 
 /// The steps after the first `after` step, leaving out pool reads.
 fn steps_after(kinds: &[&'static str], after: &str) -> Vec<&'static str> {
@@ -467,7 +406,7 @@ fn happy_path_inplace_deploys_every_server_one_out_at_a_time() {
     for k in 1..=4 {
         assert_eq!(s.kinds(&format!("mw{k}")), CYCLE);
     }
-    let rep = s.report();
+    let rep = s.r.report();
     assert_eq!((rep.exit_code, rep.summary.succeeded), (0, 4));
     assert!(rep.left_out.is_empty() && rep.stopped.is_none() && rep.refused.is_none());
     assert_eq!((s.max_out, rep.max_out_of_pool), (1, 1));
@@ -491,7 +430,7 @@ fn happy_path_releases_copies_run_ahead_while_previous_server_is_out() {
         assert_eq!(kinds[0], "copy");
         assert_eq!(kinds[1..], CYCLE);
     }
-    let rep = s.report();
+    let rep = s.r.report();
     assert_eq!((rep.exit_code, rep.summary.succeeded), (0, 4));
     assert_eq!(
         (s.max_out, rep.max_out_of_pool),
@@ -526,7 +465,7 @@ fn copy_failure_releases_fails_server_without_depooling_it() {
         .run();
     assert_eq!(s.statuses(), [Done, Failed, Done]);
     assert_eq!(s.kinds("mw2"), ["copy"]);
-    let rep = s.report();
+    let rep = s.r.report();
     assert_eq!((rep.summary.failed, rep.exit_code), (1, 1));
     assert!(rep.left_out.is_empty() && rep.stopped.is_none());
 }
@@ -546,7 +485,7 @@ fn depool_failure_puts_server_back_and_fails_it_in_both_layouts() {
         );
         assert!(s.left_out().is_empty(), "{layout}");
         assert!(!s.out.contains("mw2"), "{layout}: mw2 not repooled");
-        assert_eq!(s.report().exit_code, 1);
+        assert_eq!(s.r.report().exit_code, 1);
     }
 }
 
@@ -560,7 +499,7 @@ fn activate_failure_releases_canaries_old_release_repools_and_counts_failed() {
         steps_after(&s.kinds("mw2"), "activate"),
         ["canary", "repool"]
     );
-    let rep = s.report();
+    let rep = s.r.report();
     assert_eq!(
         (rep.summary.failed, rep.summary.rolled_back, rep.exit_code),
         (1, 0, 1)
@@ -577,7 +516,7 @@ fn activate_failure_inplace_keeps_server_out_and_reports_it() {
     assert_eq!(s.kinds("mw2"), ["depool", "query_pool", "activate"]);
     assert_eq!(s.left_out(), ["mw2"]);
     assert_eq!(
-        s.report().max_out_of_pool,
+        s.r.report().max_out_of_pool,
         2,
         "mw2 kept out while mw3 cycles"
     );
@@ -598,7 +537,7 @@ fn post_activate_hook_failure_releases_rolls_back() {
         ["hook", "rollback", "hook", "canary", "repool"]
     );
     assert!(s.left_out().is_empty());
-    assert_eq!(s.report().summary.rolled_back, 1);
+    assert_eq!(s.r.report().summary.rolled_back, 1);
 }
 
 #[test]
@@ -627,7 +566,7 @@ fn canary_failure_releases_rolls_back_canaries_and_repools() {
     assert!(s.events().any(
         |e| matches!(e, Event::Rollback { server, ok: true, .. } if server.as_str() == "mw2")
     ));
-    let rep = s.report();
+    let rep = s.r.report();
     assert_eq!((rep.summary.rolled_back, rep.exit_code), (1, 1));
     assert!(rep.left_out.is_empty());
 }
@@ -733,7 +672,7 @@ fn canary_passing_on_third_attempt_is_done_after_two_retry_pauses() {
         canary_attempts(&s, "mw1"),
         [(1, false), (2, false), (3, true)]
     );
-    assert_eq!(s.report().exit_code, 0);
+    assert_eq!(s.r.report().exit_code, 0);
 }
 
 #[test]
@@ -744,7 +683,7 @@ fn canary_attempts_setting_is_honoured() {
         .on_nth("mw1", "canary", 1..=2, Reply::Fail)
         .run();
     assert_eq!(
-        s.status("mw1"),
+        s.statuses()[0],
         RolledBack,
         "two failures are all the attempts there are"
     );
@@ -789,7 +728,7 @@ fn failure_prompt_answered_yes_goes_on_and_grows_the_budget() {
         "mw2 starts after the answer"
     );
     assert_eq!(s.r.snapshot().budget, 1);
-    let rep = s.report();
+    let rep = s.r.report();
     assert_eq!((rep.stopped, rep.exit_code), (None, 1));
 }
 
@@ -799,7 +738,7 @@ fn failure_prompt_answered_no_stops_and_skips_pending_servers() {
     assert_eq!(s.statuses(), [RolledBack, Skipped, Skipped]);
     assert!(s.kinds("mw2").is_empty() && s.kinds("mw3").is_empty());
     prompt_event(&s, Some("no"));
-    let rep = s.report();
+    let rep = s.r.report();
     assert_eq!(
         (rep.stopped, rep.exit_code),
         (Some(StopReason::Operator), 1)
@@ -817,7 +756,7 @@ fn failure_prompt_unanswered_stops_after_300s_with_answer_timeout() {
     );
     assert_eq!(answered - asked, 300 * SEC);
     assert!(s.kinds("mw2").is_empty());
-    let rep = s.report();
+    let rep = s.r.report();
     assert_eq!(
         (rep.stopped, rep.exit_code),
         (Some(StopReason::PromptTimeout), 1)
@@ -840,7 +779,7 @@ fn abort_beyond_budget_lets_running_servers_finish_and_starts_no_new_one() {
         s.statuses(),
         [RolledBack, Done, Failed, Skipped, Skipped, Skipped]
     );
-    let rep = s.report();
+    let rep = s.r.report();
     assert_eq!(
         (rep.stopped, rep.exit_code),
         (Some(StopReason::FailureBudget), 1)
@@ -885,7 +824,7 @@ fn continuing(max_unavailable: u32) -> Script {
 fn continue_inplace_with_room_goes_on_to_the_end() {
     let s = continuing(2).run();
     assert_eq!(s.statuses(), [Done, Failed, Done, Done]);
-    let rep = s.report();
+    let rep = s.r.report();
     assert_eq!(
         (rep.stopped, rep.exit_code, rep.max_out_of_pool),
         (None, 1, 2)
@@ -897,7 +836,7 @@ fn continue_inplace_with_room_goes_on_to_the_end() {
 fn continue_inplace_without_room_stops_with_no_room_and_says_why() {
     let s = continuing(1).run();
     assert_eq!(s.statuses(), [Done, Failed, Skipped, Skipped]);
-    let rep = s.report();
+    let rep = s.r.report();
     assert_eq!((rep.stopped, rep.exit_code), (Some(StopReason::NoRoom), 1));
     assert_eq!(s.left_out(), ["mw2"]);
     let detail = s.events().find_map(|e| match e {
@@ -929,7 +868,7 @@ fn force_repools_a_server_whose_canary_fails_as_warned_exit_0() {
             ["canary", "canary", "canary", "repool"],
             "{layout}"
         );
-        let rep = s.report();
+        let rep = s.r.report();
         assert_eq!((rep.summary.warned, rep.exit_code), (1, 0), "{layout}");
         assert!(rep.left_out.is_empty() && rep.stopped.is_none(), "{layout}");
     }
@@ -948,7 +887,7 @@ fn force_goes_on_after_a_failing_staging_canary() {
     assert!(s.events().any(|e| matches!(e, Event::PrepStep { step, status: PrepStatus::Warned, .. } if step == "staging_canary")));
     assert_eq!(s.kinds("staging"), ["canary"; 3]);
     assert_eq!(s.statuses(), [Done, Done]);
-    assert_eq!(s.report().exit_code, 0);
+    assert_eq!(s.r.report().exit_code, 0);
 }
 
 #[test]
@@ -960,7 +899,7 @@ fn failing_staging_canary_without_force_refuses_before_any_server_action() {
         "refused before the pool preflight"
     );
     assert_eq!(s.statuses(), [Skipped, Skipped]);
-    let rep = s.report();
+    let rep = s.r.report();
     assert_eq!(rep.exit_code, 3);
     assert!(rep.refused.is_some());
 }
@@ -981,7 +920,7 @@ fn operator_stop_lets_the_depooled_server_finish_and_skips_pending() {
     );
     assert_eq!(s.kinds("mw3"), ["copy"], "copied ahead, never depooled");
     assert!(s.kinds("mw4").is_empty());
-    let rep = s.report();
+    let rep = s.r.report();
     assert_eq!(
         (rep.stopped, rep.exit_code),
         (Some(StopReason::Operator), 1)
@@ -1008,12 +947,26 @@ fn interrupt_exits_130_after_repooling_the_depooled_server() {
         .unwrap()
         .0;
     assert!(stop < s.find("mw1", "repool", 1, true).0);
-    let rep = s.report();
+    let rep = s.r.report();
     assert_eq!(
         (rep.stopped, rep.exit_code),
         (Some(StopReason::Interrupted), 130)
     );
     assert!(rep.left_out.is_empty() && s.out.is_empty());
+}
+
+#[test]
+fn interrupt_keeps_out_and_reports_a_depooled_server_whose_canary_fails() {
+    let stop = Decision::Stop(StopReason::Interrupted);
+    let s = Script::new(plan(Layout::Inplace, 3)).decide_on("mw1", "canary", stop);
+    let s = s.on("mw1", "canary", Reply::Fail).run();
+    assert_eq!(s.statuses(), [Failed, Skipped, Skipped]);
+    assert!(
+        !s.kinds("mw1").contains(&"repool"),
+        "rule 2: never back while its canary fails"
+    );
+    assert_eq!(s.left_out(), ["mw1"]);
+    assert_eq!(s.r.report().exit_code, 130);
 }
 
 // ---- 9. stage sizes and plan errors ----------------------------------------------------
@@ -1182,7 +1135,7 @@ fn unpooled_servers_are_never_depooled_and_take_no_room() {
         assert!(s.find(j, "activate", 1, true).0 > s.find("mw1", "depool", 1, false).0);
         assert!(s.find(j, "activate", 1, false).0 < s.find("mw1", "repool", 1, true).0);
     }
-    assert_eq!((s.max_in_flight, s.report().max_out_of_pool), (3, 1));
+    assert_eq!((s.max_in_flight, s.r.report().max_out_of_pool), (3, 1));
 }
 
 #[test]
@@ -1193,7 +1146,7 @@ fn only_unpooled_servers_need_no_pool_and_no_room() {
     assert_eq!(s.statuses(), [Done; 2]);
     assert!(s.kinds("fleet").is_empty(), "no pool preflight");
     assert_eq!(s.kinds("job1"), ["copy", "activate", "canary"]);
-    assert_eq!(s.report().max_out_of_pool, 0);
+    assert_eq!(s.r.report().max_out_of_pool, 0);
 }
 
 // ---- 12. the pool preflight ------------------------------------------------------------
@@ -1205,7 +1158,7 @@ fn preflight_refuses_when_a_selected_server_is_down() {
         .run();
     assert!(!s.touched_a_server());
     assert_eq!(s.statuses(), [Skipped; 3]);
-    let rep = s.report();
+    let rep = s.r.report();
     assert_eq!(rep.exit_code, 3);
     assert!(
         rep.refused.as_deref().unwrap_or_default().contains("mw2"),
@@ -1224,7 +1177,7 @@ fn preflight_with_force_deploys_a_down_server_without_pool_changes_and_reports_i
     assert_eq!(s.kinds("mw2"), ["activate", "canary"]);
     assert_eq!(s.left_out(), ["mw2"]);
     assert_eq!(
-        s.report().max_out_of_pool,
+        s.r.report().max_out_of_pool,
         2,
         "mw2 out all along, plus one of ours"
     );
@@ -1234,7 +1187,7 @@ fn preflight_with_force_deploys_a_down_server_without_pool_changes_and_reports_i
     let mut p = plan(Layout::Inplace, 3);
     p.policy.force = true;
     let s = Script::new(p).pool_state("mw2", PoolState::Down).run();
-    assert_eq!((s.report().exit_code, s.touched_a_server()), (3, false));
+    assert_eq!((s.r.report().exit_code, s.touched_a_server()), (3, false));
 }
 
 #[test]
@@ -1242,13 +1195,13 @@ fn preflight_counts_an_outsider_out_of_the_pool_against_max_unavailable() {
     let s = Script::new(plan(Layout::Inplace, 2))
         .pool_state("mw9", PoolState::Maint)
         .run();
-    assert_eq!((s.report().exit_code, s.touched_a_server()), (3, false));
+    assert_eq!((s.r.report().exit_code, s.touched_a_server()), (3, false));
     assert_eq!(s.statuses(), [Skipped; 2]);
     let mut p = plan(Layout::Inplace, 2);
     p.policy.max_unavailable = 2;
     let s = Script::new(p).pool_state("mw9", PoolState::Maint).run();
     assert_eq!(s.statuses(), [Done; 2]);
-    assert_eq!(s.report().max_out_of_pool, 2, "mw9 plus one of ours");
+    assert_eq!(s.r.report().max_out_of_pool, 2, "mw9 plus one of ours");
 }
 
 #[test]
@@ -1256,8 +1209,8 @@ fn preflight_refuses_when_the_pool_cannot_be_read() {
     let s = Script::new(plan(Layout::Releases, 2))
         .on("fleet", "query_pool", Reply::Fail)
         .run();
-    assert_eq!((s.report().exit_code, s.touched_a_server()), (3, false));
-    assert!(s.report().refused.is_some());
+    assert_eq!((s.r.report().exit_code, s.touched_a_server()), (3, false));
+    assert!(s.r.report().refused.is_some());
     assert_eq!(s.statuses(), [Skipped; 2]);
 }
 
@@ -1343,7 +1296,7 @@ fn hung_step_times_out_at_its_deadline_and_a_late_completion_is_ignored() {
         _ => None,
     });
     assert!(detail.unwrap_or_default().contains("deadline"));
-    let before = s.report();
+    let before = s.r.report();
     let now = s.now;
     s.r.handle_completion(now, activate.id, Outcome::Done);
     assert_eq!(s.r.report(), before);
@@ -1385,7 +1338,7 @@ fn approve_stages_asks_after_stage_one_and_no_skips_stage_two() {
     );
     assert_eq!(s.stage_sizes(), [1]);
     assert!(s.kinds("mw2").is_empty() && s.kinds("mw3").is_empty());
-    let rep = s.report();
+    let rep = s.r.report();
     assert_eq!(
         (rep.stopped, rep.exit_code),
         (Some(StopReason::Operator), 1)
@@ -1402,5 +1355,5 @@ fn approve_stages_yes_starts_stage_two() {
         .unwrap()
         .0;
     assert!(prompt_event(&s, Some("yes")).0 < started);
-    assert_eq!(s.report().exit_code, 0);
+    assert_eq!(s.r.report().exit_code, 0);
 }

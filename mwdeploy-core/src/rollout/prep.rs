@@ -150,6 +150,8 @@ impl Rollout {
             .filter(|&i| self.plan.servers[i as usize].pooled && !seen[i as usize])
             .collect();
         let force = self.plan.policy.force;
+        // What the balancer shows out, refused or not, so reports count alike.
+        self.max_out = self.max_out.max((outsiders.len() + not_up.len()) as u32);
         if !force && (!not_up.is_empty() || !missing.is_empty()) {
             let mut parts: Vec<String> = not_up
                 .iter()
