@@ -289,3 +289,54 @@ async fn a_pause_while_a_step_runs_holds_the_next_server_until_resume() {
     );
     drop(handle);
 }
+
+/// A copy that reports its progress 1,000 times in two seconds.
+struct ChattyTransfer;
+
+#[async_trait]
+impl Transfer for ChattyTransfer {
+    async fn copy(&self, _: &Server, _: &ReleaseId, _: &Progress) -> Result<(), PortError> {
+        Ok(())
+    }
+    async fn activate(&self, _: &Server, _: &ReleaseId, p: &Progress) -> Result<(), PortError> {
+        for i in 1..=1000u32 {
+            p.report(mwdeploy_core::ports::ProgressUpdate::percent(
+                i as f32 / 10.0,
+            ));
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok(())
+    }
+    async fn rollback(&self, _: &Server, _: &Progress) -> Result<ReleaseId, PortError> {
+        Err(PortError::permanent("in place"))
+    }
+    fn can_rollback(&self) -> bool {
+        false
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn progress_is_thinned_to_a_few_events_a_second_per_server() {
+    let ports = quiet_ports(pool(1, &["mw1"]), Arc::new(ChattyTransfer), healthy());
+    let (driver, _handle) = Driver::new(ports);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let rollout = Rollout::new(plan(1), tokio::time::Instant::now().into_std()).unwrap();
+    let report = driver
+        .subscribe(mwdeploy_core::driver::ChannelSubscriber(tx))
+        .run(rollout)
+        .await;
+    assert_eq!(report.summary.succeeded, 1);
+    let mut percents = Vec::new();
+    while let Ok(r) = rx.try_recv() {
+        if let mwdeploy_core::Event::Progress { percent, .. } = r.event {
+            percents.push(percent.unwrap());
+        }
+    }
+    // Two seconds at one event per 250 ms, plus the final 100%.
+    assert!(
+        (5..=12).contains(&percents.len()),
+        "{} progress events: {percents:?}",
+        percents.len()
+    );
+    assert_eq!(percents.last(), Some(&100.0));
+}
