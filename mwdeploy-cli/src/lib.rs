@@ -1,7 +1,73 @@
-//! The `mwdeploy` command as a library.
+//! The `mwdeploy` command as a library, so that it can be tested without a process.
+//!
+//! ```text
+//!  argv ──> cli (clap) ──> simulate ──> mwdeploy_core::sim::Simulation
+//!                              │              │ events, virtual time
+//!                              ▼              ▼
+//!                           exit code    render (plain lines | JSON lines) ──> output (stdout)
+//! ```
+//!
+//! - `cli`: the subcommands and flags.
+//! - `simulate`: `mwdeploy simulate`.
+//! - `render`: events as plain or JSON lines.
+//! - `output`: a locked, buffered stdout that ends quietly on a closed pipe.
+//! - [`exit`]: the exit codes.
 #![warn(missing_docs)]
+
+mod cli;
+mod error;
+pub mod exit;
+mod output;
+mod render;
+mod simulate;
+
+use std::ffi::OsString;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::output::Output;
 
 /// Runs the command with the process's arguments; returns the exit code.
 pub fn main() -> i32 {
-    0
+    run(std::env::args_os())
+}
+
+/// Runs the command with `args` (the first is the program name); returns the exit code.
+///
+/// Output goes to the process's stdout, errors to its stderr.
+pub fn run<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are not errors; everything else is a usage error.
+            let _ = e.print();
+            return if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+        }
+    };
+    let mut out = Output::stdout();
+    let result = match &cli.command {
+        Command::Simulate(args) => simulate::run(args, &mut out),
+    };
+    let flushed = out.finish();
+    match (result, flushed) {
+        (Ok(code), Ok(())) => code,
+        (Err(e), _) => {
+            eprintln!("mwdeploy: {e}");
+            e.exit_code()
+        }
+        (Ok(_), Err(e)) => {
+            let e = error::CliError::from(e);
+            eprintln!("mwdeploy: {e}");
+            e.exit_code()
+        }
+    }
 }

@@ -242,6 +242,9 @@ pub struct Policy {
     /// How often a copy (or in-place transfer) that failed with a transient error is
     /// tried again before the server counts as failed.
     pub transfer_retries: u32,
+    /// How often a repool that failed with a transient error (a proxy unreachable for a
+    /// moment) is sent again before the server is reported out of the pool.
+    pub pool_retries: u32,
 }
 
 impl Default for Policy {
@@ -260,6 +263,7 @@ impl Default for Policy {
             timeouts: StepTimeouts::default(),
             prompt_timeout: Duration::from_secs(300),
             transfer_retries: 1,
+            pool_retries: 2,
         }
     }
 }

@@ -369,6 +369,9 @@ impl Rollout {
                 }
                 self.repool(now, i, Step::Repool);
             }
+            // A proxy that dropped the connection is asked again before the server is
+            // given up as out of the pool for good.
+            Step::Repool | Step::Restore if self.retry_repool(now, i, step, &outcome) => {}
             Step::Repool => {
                 self.pool_event(i, PoolAction::Repool, PoolPhase::Result, Some(&outcome));
                 match failed {
@@ -514,6 +517,30 @@ impl Rollout {
             format!("{} failed ({e}); trying again ({n})", kind.name()),
         );
         self.issue_for(now, i, kind);
+        true
+    }
+
+    /// Sends a repool again after a transient failure, while retries are left.
+    pub(super) fn retry_repool(
+        &mut self,
+        now: Instant,
+        i: u32,
+        step: Step,
+        outcome: &Outcome,
+    ) -> bool {
+        let Outcome::Failed(e) = outcome else {
+            return false;
+        };
+        let slot = &mut self.slots[i as usize];
+        if e.kind != PortErrorKind::Transient || slot.pool_retries >= self.plan.policy.pool_retries
+        {
+            return false;
+        }
+        slot.pool_retries += 1;
+        let n = slot.pool_retries;
+        self.pool_event(i, PoolAction::Repool, PoolPhase::Result, Some(outcome));
+        self.warn(Some(i), format!("repool failed ({e}); trying again ({n})"));
+        self.repool(now, i, step);
         true
     }
 

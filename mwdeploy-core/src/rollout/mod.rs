@@ -106,6 +106,8 @@ struct Slot {
     verify_tries: u8,
     /// Transfers tried again after a transient failure.
     retries: u32,
+    /// Repools sent again after a transient failure.
+    pool_retries: u32,
     action: Option<ActionId>,
     /// Why it failed, kept for the final state's detail.
     why: Option<String>,
@@ -280,6 +282,7 @@ impl Rollout {
                 attempt: 0,
                 verify_tries: 0,
                 retries: 0,
+                pool_retries: 0,
                 action: None,
                 why: None,
             };

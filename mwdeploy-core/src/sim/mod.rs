@@ -125,7 +125,7 @@ impl SimReport {
             "max_out_of_pool": self.max_out_of_pool,
             "violations": self.violations,
             "summary": self.summary,
-            "exit_code": self.report.exit_code,
+            "deploy_exit_code": self.report.exit_code,
         })
     }
 }
@@ -218,6 +218,11 @@ impl Simulation {
     pub fn decide_at(mut self, at: Duration, decision: Decision) -> Self {
         self.decisions.push((at, decision));
         self
+    }
+
+    /// The deploy id of this simulation (`sim-<seed>` unless the plan says otherwise).
+    pub fn deploy_id(&self) -> &str {
+        &self.plan.deploy_id
     }
 
     /// The plan this simulation deploys.

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Installs the Debian packages mwdeploy's tests and test fleet need:
+# HAProxy, nginx, php-fpm and php-cli, OpenSSH (server and client), rsync, curl, git, socat.
+#
+# Idempotent: a package whose command is already there is not installed again, and when
+# every command is there apt is not touched at all. Runs as root, or through sudo.
+# Services are not started by the install: the tests start their own instances.
+set -euo pipefail
+
+# Package -> a command it provides (php-fpm's binary carries the PHP version: php-fpm8.2).
+packages=(haproxy nginx php-fpm php-cli openssh-server openssh-client rsync curl git socat)
+declare -A provides=(
+    [haproxy]=haproxy
+    [nginx]=nginx
+    [php-fpm]='php-fpm*'
+    [php-cli]=php
+    [openssh-server]=sshd
+    [openssh-client]=ssh
+    [rsync]=rsync
+    [curl]=curl
+    [git]=git
+    [socat]=socat
+)
+
+# Daemons live in sbin, which a non-root PATH may lack.
+search_path="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+
+have() {
+    local pattern=$1 dir
+    local IFS=:
+    for dir in $search_path; do
+        # The pattern may be a glob (php-fpm*): let it expand, then test what it gave.
+        for f in "$dir"/$pattern; do
+            [[ -x $f && ! -d $f ]] && return 0
+        done
+    done
+    return 1
+}
+
+missing=()
+for p in "${packages[@]}"; do
+    if ! have "${provides[$p]}"; then
+        missing+=("$p")
+    fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+    echo "install-deps: every needed command is installed (${packages[*]})"
+    exit 0
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "install-deps: apt-get not found; install these Debian packages (or your system's equivalents): ${missing[*]}" >&2
+    exit 1
+fi
+
+as_root=()
+if [[ $(id -u) -ne 0 ]]; then
+    if ! command -v sudo >/dev/null 2>&1; then
+        echo "install-deps: not root and sudo not found; as root, run: apt-get install ${missing[*]}" >&2
+        exit 1
+    fi
+    as_root=(sudo)
+fi
+
+echo "install-deps: installing ${missing[*]}"
+
+# Keep package scripts from starting nginx, php-fpm, haproxy or sshd on this host,
+# unless the host already has a policy of its own (containers usually do).
+policy=/usr/sbin/policy-rc.d
+if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\n# mwdeploy install-deps: start no service during the install\nexit 101\n' |
+        "${as_root[@]}" tee "$policy" >/dev/null
+    "${as_root[@]}" chmod 755 "$policy"
+    trap '"${as_root[@]}" rm -f "$policy"' EXIT
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+"${as_root[@]}" apt-get update -q
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+
+still=()
+for p in "${missing[@]}"; do
+    have "${provides[$p]}" || still+=("$p")
+done
+if [[ ${#still[@]} -ne 0 ]]; then
+    echo "install-deps: installed, but still no command for: ${still[*]}" >&2
+    exit 1
+fi
+echo "install-deps: done"
