@@ -25,6 +25,7 @@
 //!   `mwdeploy-canary`) implement.
 //! - [`rollout`]: the sans-IO [`Rollout`] machine.
 //! - [`driver`]: runs a [`Rollout`] on tokio against the ports.
+//! - [`exec`]: commands on a host, here or over OpenSSH (argv only, one connection per host).
 //! - [`journal`]: every event on disk, pool changes written ahead; what recovery reads.
 //! - [`lock`]: one deploy at a time per state dir.
 //! - [`sim`]: a fake fleet with seeded faults, virtual time and a checker of the six rules.
@@ -45,6 +46,7 @@ pub mod conformance;
 pub mod driver;
 pub mod error;
 pub mod event;
+pub mod exec;
 pub mod journal;
 pub mod lock;
 pub mod model;
