@@ -217,4 +217,7 @@ pub enum Decision {
     Resume,
     /// No new server starts; running servers finish their cycle; pending ones are skipped.
     Stop(StopReason),
+    /// The operator's abort: the same as a stop (servers out of the pool are never left
+    /// half done; they finish their cycle and go back, or are reported).
+    Abort,
 }

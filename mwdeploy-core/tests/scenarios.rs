@@ -929,6 +929,21 @@ fn operator_stop_lets_the_depooled_server_finish_and_skips_pending() {
 }
 
 #[test]
+fn operator_abort_while_a_server_is_out_puts_it_back_before_ending() {
+    let s = Script::new(plan(Layout::Inplace, 3))
+        .decide_on("mw1", "activate", Decision::Abort)
+        .run();
+    assert_eq!(s.statuses(), [Done, Skipped, Skipped]);
+    assert!(s.find("mw1", "repool", 1, true).0 > 0);
+    let rep = s.r.report();
+    assert_eq!(
+        (rep.stopped, rep.exit_code),
+        (Some(StopReason::Operator), 1)
+    );
+    assert!(rep.left_out.is_empty());
+}
+
+#[test]
 fn interrupt_exits_130_after_repooling_the_depooled_server() {
     let s = Script::new(plan(Layout::Inplace, 3))
         .decide_on("mw1", "canary", Decision::Stop(StopReason::Interrupted))

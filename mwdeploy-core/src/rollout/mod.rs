@@ -425,6 +425,9 @@ impl Rollout {
                 };
                 self.stop(now, reason, detail.into());
             }
+            Decision::Abort => {
+                self.stop(now, StopReason::Operator, "the operator aborted".into());
+            }
         }
         self.schedule(now);
     }
