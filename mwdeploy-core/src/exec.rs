@@ -21,9 +21,11 @@
 //! # }
 //! ```
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -32,7 +34,7 @@ use tokio_process_stream::{Item, ProcessChunkStream};
 use tokio_stream::StreamExt;
 
 use crate::error::NameError;
-use crate::model::validate_name;
+use crate::model::{validate_name, Server};
 
 /// Output kept per stream for the result; lines beyond it still reach the callback.
 const KEEP_BYTES: usize = 4 << 20;
@@ -319,14 +321,14 @@ impl Drop for ControlDir {
 #[derive(Debug)]
 pub struct SshRunner {
     target: SshTarget,
-    control: std::sync::Arc<ControlDir>,
+    control: Arc<ControlDir>,
     base_args: Vec<String>,
 }
 
 impl SshRunner {
     /// A runner for `target`, with its control socket in `control` (share one folder
     /// among the runners of a deploy). Checks every name that will reach ssh.
-    pub fn new(target: SshTarget, control: std::sync::Arc<ControlDir>) -> Result<Self, ExecError> {
+    pub fn new(target: SshTarget, control: Arc<ControlDir>) -> Result<Self, ExecError> {
         validate_name("ssh host", &target.host, 253)?;
         validate_name("ssh user", &target.user, 32)?;
         let mut args: Vec<String> = vec![
@@ -592,7 +594,7 @@ mod tests {
 
     #[test]
     fn ssh_argv_checks_host_keys_and_ends_options_before_the_host() {
-        let control = std::sync::Arc::new(ControlDir::new().unwrap());
+        let control = Arc::new(ControlDir::new().unwrap());
         let mut t = SshTarget::new("deploy", "mw1.example.org");
         t.port = Some(2222);
         let r = SshRunner::new(t, control.clone()).unwrap();
@@ -612,7 +614,7 @@ mod tests {
 
     #[test]
     fn hostile_hosts_users_and_options_never_reach_ssh() {
-        let control = std::sync::Arc::new(ControlDir::new().unwrap());
+        let control = Arc::new(ControlDir::new().unwrap());
         for host in ["-oProxyCommand=x", "a b", "h;id", ""] {
             assert!(
                 SshRunner::new(SshTarget::new("u", host), control.clone()).is_err(),
@@ -661,5 +663,118 @@ mod tests {
                 .await,
             Err(ExecError::Spawn { .. })
         ));
+    }
+}
+
+/// How servers are reached: the deploy-wide ssh settings, with each server's overrides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SshDefaults {
+    /// Remote user (`deploy_user`).
+    pub user: String,
+    /// Private key (`ssh_identity`).
+    pub identity: Option<PathBuf>,
+    /// Port (`ssh_port`).
+    pub port: Option<u16>,
+    /// Extra `Key=Value` options (`ssh_options`).
+    pub options: Vec<String>,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Run remote commands through `sudo -n` (`remote_sudo`).
+    pub sudo: bool,
+}
+
+impl SshDefaults {
+    /// `user`, no key, default port, no options, 10 s connect timeout, no sudo.
+    pub fn new(user: impl Into<String>) -> Self {
+        SshDefaults {
+            user: user.into(),
+            identity: None,
+            port: None,
+            options: Vec::new(),
+            connect_timeout: Duration::from_secs(10),
+            sudo: false,
+        }
+    }
+}
+
+/// One runner per host, shared by every adapter, so each host has one ssh connection.
+///
+/// ```
+/// use mwdeploy_core::exec::{Hosts, SshDefaults};
+/// use mwdeploy_core::{Server, ServerId};
+/// let hosts = Hosts::new(SshDefaults::new("mwdeploy")).unwrap();
+/// let mut local = Server::new(ServerId::new("mw1").unwrap());
+/// local.local = true;
+/// assert_eq!(hosts.runner(&local).unwrap().host(), "local");
+/// let remote = Server::new(ServerId::new("mw2.example.org").unwrap());
+/// assert_eq!(hosts.runner(&remote).unwrap().host(), "mwdeploy@mw2.example.org");
+/// ```
+#[derive(Debug)]
+pub struct Hosts {
+    defaults: SshDefaults,
+    control: Arc<ControlDir>,
+    runners: std::sync::Mutex<std::collections::HashMap<(String, Option<u16>), Arc<SshRunner>>>,
+}
+
+impl Hosts {
+    /// A registry with `defaults`, and a fresh private control folder.
+    pub fn new(defaults: SshDefaults) -> std::io::Result<Self> {
+        Ok(Hosts {
+            defaults,
+            control: Arc::new(ControlDir::new()?),
+            runners: Default::default(),
+        })
+    }
+
+    /// Whether remote commands go through `sudo -n`.
+    pub fn sudo(&self) -> bool {
+        self.defaults.sudo
+    }
+
+    /// The runner for `server`: local when it says `local: true`, else ssh to its
+    /// `ssh_host` (default: its name) and port.
+    pub fn runner(&self, server: &Server) -> Result<Arc<dyn CommandRunner>, ExecError> {
+        if server.local {
+            return Ok(Arc::new(LocalRunner::new()));
+        }
+        let host = server
+            .ssh_host
+            .clone()
+            .unwrap_or_else(|| server.id.to_string());
+        self.ssh(&host, server.ssh_port.or(self.defaults.port))
+            .map(|r| r as Arc<dyn CommandRunner>)
+    }
+
+    /// The runner for `host` on `port` (proxies, which are not servers).
+    pub fn ssh(&self, host: &str, port: Option<u16>) -> Result<Arc<SshRunner>, ExecError> {
+        let key = (host.to_string(), port);
+        let mut runners = self.runners.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = runners.get(&key) {
+            return Ok(r.clone());
+        }
+        let d = &self.defaults;
+        let target = SshTarget {
+            host: host.to_string(),
+            port,
+            user: d.user.clone(),
+            identity: d.identity.clone(),
+            options: d.options.clone(),
+            connect_timeout: d.connect_timeout,
+        };
+        let runner = Arc::new(SshRunner::new(target, self.control.clone())?);
+        runners.insert(key, runner.clone());
+        Ok(runner)
+    }
+
+    /// Closes every shared connection.
+    pub async fn close(&self) {
+        let all: Vec<_> = {
+            let runners = self.runners.lock().unwrap_or_else(|e| e.into_inner());
+            runners.values().cloned().collect()
+        };
+        for r in all {
+            r.close().await;
+        }
     }
 }
