@@ -698,6 +698,9 @@ impl SshDefaults {
     }
 }
 
+/// A host and port.
+type HostKey = (String, Option<u16>);
+
 /// One runner per host, shared by every adapter, so each host has one ssh connection.
 ///
 /// ```
@@ -714,7 +717,7 @@ impl SshDefaults {
 pub struct Hosts {
     defaults: SshDefaults,
     control: Arc<ControlDir>,
-    runners: std::sync::Mutex<std::collections::HashMap<(String, Option<u16>), Arc<SshRunner>>>,
+    runners: Mutex<HashMap<HostKey, Arc<SshRunner>>>,
 }
 
 impl Hosts {
