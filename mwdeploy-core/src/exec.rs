@@ -116,6 +116,15 @@ pub struct Output {
 }
 
 impl Output {
+    /// An output (for runners outside this crate, and tests).
+    pub fn new(code: Option<i32>, stdout: impl Into<String>, stderr: impl Into<String>) -> Self {
+        Output {
+            code,
+            stdout: stdout.into(),
+            stderr: stderr.into(),
+        }
+    }
+
     /// Whether it exited with status 0.
     pub fn success(&self) -> bool {
         self.code == Some(0)
