@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian packages mwdeploy's tests and test fleet need:
-# HAProxy, nginx, php-fpm and php-cli, OpenSSH (server and client), rsync, curl, git, socat.
+# HAProxy, nginx, php-fpm and php-cli, OpenSSH (server and client), rsync, curl, git, socat,
+# tmux (terminal tests of the dashboard) and e2fsprogs (chattr: the test fleet's failing-disk fault).
 #
-# Idempotent: a package whose command is already there is not installed again, and when
-# every command is there apt is not touched at all. Runs as root, or through sudo.
-# Services are not started by the install: the tests start their own instances.
+# Non-interactive and idempotent: a package whose command is already there is not installed
+# again, and when every command is there apt is not touched at all (it returns at once).
+# Runs as root, or through sudo. Services are not started by the install: the tests start
+# their own instances.
 set -euo pipefail
 
 # Package -> a command it provides (php-fpm's binary carries the PHP version: php-fpm8.2).
-packages=(haproxy nginx php-fpm php-cli openssh-server openssh-client rsync curl git socat)
+packages=(haproxy nginx php-fpm php-cli openssh-server openssh-client rsync curl git socat tmux e2fsprogs)
 declare -A provides=(
     [haproxy]=haproxy
     [nginx]=nginx
@@ -20,6 +22,8 @@ declare -A provides=(
     [curl]=curl
     [git]=git
     [socat]=socat
+    [tmux]=tmux
+    [e2fsprogs]=chattr
 )
 
 # Daemons live in sbin, which a non-root PATH may lack.
@@ -75,10 +79,13 @@ if [[ ! -e $policy ]]; then
     trap '"${as_root[@]}" rm -f "$policy"' EXIT
 fi
 
+# Never stop at a prompt: no debconf questions, keep existing config files.
 export DEBIAN_FRONTEND=noninteractive
 "${as_root[@]}" apt-get update -q
 "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -q --no-install-recommends "${missing[@]}"
+    apt-get install -y -q --no-install-recommends \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+    "${missing[@]}"
 
 still=()
 for p in "${missing[@]}"; do
