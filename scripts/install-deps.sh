@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages mwdeploy's tests and test fleet need:
 # HAProxy, nginx, php-fpm and php-cli, OpenSSH (server and client), rsync, curl, git, socat,
-# tmux (terminal tests of the dashboard) and e2fsprogs (chattr: the test fleet's failing-disk fault).
+# tmux (terminal tests of the dashboard), e2fsprogs (chattr: the test fleet's failing-disk fault)
+# and sudo (a non-root deploy user with remote_sudo).
 #
 # Non-interactive and idempotent: a package whose command is already there is not installed
 # again, and when every command is there apt is not touched at all (it returns at once).
@@ -10,7 +11,7 @@
 set -euo pipefail
 
 # Package -> a command it provides (php-fpm's binary carries the PHP version: php-fpm8.2).
-packages=(haproxy nginx php-fpm php-cli openssh-server openssh-client rsync curl git socat tmux e2fsprogs)
+packages=(haproxy nginx php-fpm php-cli openssh-server openssh-client rsync curl git socat tmux e2fsprogs sudo)
 declare -A provides=(
     [haproxy]=haproxy
     [nginx]=nginx
@@ -24,6 +25,7 @@ declare -A provides=(
     [socat]=socat
     [tmux]=tmux
     [e2fsprogs]=chattr
+    [sudo]=sudo
 )
 
 # Daemons live in sbin, which a non-root PATH may lack.

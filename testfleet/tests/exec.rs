@@ -1,0 +1,156 @@
+//! Core's `exec` against real OpenSSH: the fleet's sshd, one per server, with host key
+//! checking on.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mwdeploy_core::exec::{Cmd, CommandRunner, ControlDir, SshRunner, SshTarget, Stream};
+use testfleet::{Fault, Fleet};
+
+fn runner(fleet: &Fleet, k: usize, control: &Arc<ControlDir>) -> SshRunner {
+    let server = &fleet.servers()[k];
+    let mut t = SshTarget::new(fleet.ssh_user(), "127.0.0.1");
+    t.port = Some(server.ssh_port());
+    t.identity = Some(fleet.client_key());
+    // Only the fleet's known_hosts: no StrictHostKeyChecking option, so exec's own
+    // default (checked) is what is tested.
+    t.options = vec![format!(
+        "UserKnownHostsFile={}",
+        fleet.known_hosts().display()
+    )];
+    t.connect_timeout = Duration::from_secs(3);
+    SshRunner::new(t, control.clone()).unwrap()
+}
+
+/// Processes whose command line names `dir` (the ssh control master, once it exists).
+fn processes_using(dir: &Path) -> usize {
+    let needle = dir.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn ssh_commands_arrive_byte_exact_reuse_one_connection_and_refuse_bad_hosts() {
+    let fleet = Fleet::builder().servers(2).proxies(0).start().unwrap();
+    let control = Arc::new(ControlDir::new().unwrap());
+    let mw1 = runner(&fleet, 0, &control);
+
+    // Hostile arguments cross the remote shell unchanged.
+    let hostile = [
+        "a b",
+        "it's",
+        "\"dq\"",
+        ";",
+        "$(id)",
+        "`id`",
+        "new\nline",
+        "*",
+        "~",
+        "&& true",
+        "|",
+        "a\\b",
+        "",
+        "-n",
+        "tab\there",
+        "semi;colon; rm -rf /nonexistent",
+    ];
+    let mut argv = vec!["printf".to_string(), "%s\\0".to_string()];
+    argv.extend(hostile.iter().map(|s| s.to_string()));
+    let out = mw1.run_ok(&Cmd::new(argv)).await.unwrap();
+    let got: Vec<&str> = out.stdout.split('\0').collect();
+    assert_eq!(&got[..hostile.len()], &hostile[..]);
+    assert_eq!(got[hostile.len()], "", "nothing after the last argument");
+
+    // Lines end at \r too, over ssh as locally.
+    let mut lines = Vec::new();
+    mw1.run(
+        &Cmd::new(["printf", "10%%\\r55%%\\r100%%\\ndone\\n"]),
+        &mut |s, l| {
+            if s == Stream::Stdout {
+                lines.push(l.to_string())
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(lines, ["10%", "55%", "100%", "done"]);
+
+    // Many commands, one connection: the control master is the only ssh left running.
+    for i in 0..10 {
+        let out = mw1
+            .run_ok(&Cmd::new(["echo", &i.to_string()]))
+            .await
+            .unwrap();
+        assert_eq!(out.stdout.trim(), i.to_string());
+    }
+    assert_eq!(processes_using(control.path()), 1, "one master for mw1");
+    mw1.close().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_using(control.path()) != 0 {
+        assert!(Instant::now() < deadline, "the master did not exit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A changed host key is refused, never accepted.
+    let mw2 = runner(&fleet, 1, &control);
+    mw2.run_ok(&Cmd::new(["true"])).await.unwrap();
+    mw2.close().await;
+    fleet.inject(Fault::SshHostKeyChanged(1)).unwrap();
+    let err = mw2
+        .run_ok(&Cmd::new(["true"]))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Host key verification failed"), "{err}");
+    assert!(err.contains("status 255"), "{err}");
+    fleet.clear(Fault::SshHostKeyChanged(1)).unwrap();
+
+    // A host that is down fails at once with ssh's own words.
+    fleet.inject(Fault::SshDown(1)).unwrap();
+    let err = mw2
+        .run_ok(&Cmd::new(["true"]))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Connection refused"), "{err}");
+    fleet.clear(Fault::SshDown(1)).unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_host_that_never_answers_fails_within_the_connect_timeout() {
+    // A peer that accepts the connection and never says a word (a hung sshd).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let control = Arc::new(ControlDir::new().unwrap());
+    let mut t = SshTarget::new("root", "127.0.0.1");
+    t.port = Some(port);
+    t.connect_timeout = Duration::from_secs(2);
+    let r = SshRunner::new(t, control).unwrap();
+    let started = Instant::now();
+    let out = tokio::time::timeout(Duration::from_secs(60), r.run_ok(&Cmd::new(["true"])))
+        .await
+        .expect("ssh gave up by itself");
+    let err = out.unwrap_err().to_string();
+    assert!(err.contains("status 255"), "{err}");
+    // Well before the 60 s backstop: the 2 s connect timeout ended it.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(silent);
+}
