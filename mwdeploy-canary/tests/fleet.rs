@@ -32,13 +32,17 @@ fn server(fleet: &Fleet, k: usize) -> Server {
 }
 
 fn canary(fleet: &Fleet) -> Canary {
+    canary_with(fleet, hosts(fleet))
+}
+
+fn canary_with(fleet: &Fleet, hosts: Arc<Hosts>) -> Canary {
     let curl = CurlCheck::new([fleet.servers()[0].canary_url()])
         .unwrap()
         .host("test.wikioasis.org")
         .unwrap()
         .expect_body("wikioasis")
         .timeout(Duration::from_secs(2));
-    Canary::new(hosts(fleet), curl)
+    Canary::new(hosts, curl)
 }
 
 fn p(s: &Server) -> Progress {
@@ -48,7 +52,8 @@ fn p(s: &Server) -> Progress {
 #[tokio::test(flavor = "current_thread")]
 async fn the_canary_over_ssh_sees_what_php_fpm_serves() {
     let fleet = Fleet::builder().servers(2).proxies(0).start().unwrap();
-    let c = canary(&fleet);
+    let shared = hosts(&fleet);
+    let c = canary_with(&fleet, shared.clone());
     let mw1 = server(&fleet, 0);
     let mw2 = server(&fleet, 1);
     conformance::health_healthy(&c, &mw1).await.unwrap();
@@ -94,6 +99,9 @@ async fn the_canary_over_ssh_sees_what_php_fpm_serves() {
 
     // ssh down: the check cannot run, and says why.
     fleet.inject(Fault::SshDown(1)).unwrap();
+    // The connection shared since the first check goes with sshd; close it here so the
+    // next check does not race its teardown.
+    shared.close().await;
     let h = c.check(&mw2, &p(&mw2)).await;
     assert!(format!("{h:?}").contains("Connection refused"), "{h:?}");
     fleet.clear(Fault::SshDown(1)).unwrap();
