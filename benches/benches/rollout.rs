@@ -11,24 +11,7 @@ use std::time::Duration;
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
-use mwdeploy_core::plan::{FailureBudget, OnFailure};
-use mwdeploy_core::sim::{Faults, Simulation};
-use mwdeploy_core::Layout;
-
-/// Release layout, 4 in flight, 2 out of the pool at most, 1% broken releases rolled
-/// back, and a budget so large that the deploy never stops early: every server is
-/// deployed, so the work grows with the fleet.
-fn rollout(servers: usize) -> Simulation {
-    Simulation::new(servers, 1)
-        .layout(Layout::Releases)
-        .faults(Faults::canary(0.01))
-        .policy(|p| {
-            p.parallel = 4;
-            p.max_unavailable = 2;
-            p.failure_budget = FailureBudget::Percent(100);
-            p.on_failure = OnFailure::Continue;
-        })
-}
+use mwdeploy_benches::rollout;
 
 fn bench_rollout(c: &mut Criterion) {
     let mut group = c.benchmark_group("rollout");

@@ -10,9 +10,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use mwdeploy_core::plan::{FailureBudget, OnFailure};
-use mwdeploy_core::sim::{Faults, Simulation};
-use mwdeploy_core::Layout;
+use mwdeploy_benches::rollout;
 
 /// `VmHWM` (peak resident set) in KiB, on Linux.
 fn peak_rss_kib() -> Option<u64> {
@@ -32,17 +30,7 @@ fn main() -> ExitCode {
     };
     let before = peak_rss_kib();
     let start = Instant::now();
-    let report = Simulation::new(servers, 1)
-        .layout(Layout::Releases)
-        .faults(Faults::canary(0.01))
-        .policy(|p| {
-            p.parallel = 4;
-            p.max_unavailable = 2;
-            p.failure_budget = FailureBudget::Percent(100);
-            p.on_failure = OnFailure::Continue;
-        })
-        .run()
-        .expect("the plan is valid");
+    let report = rollout(servers).run().expect("the plan is valid");
     let wall = start.elapsed();
     let after = peak_rss_kib();
 
