@@ -1,19 +1,59 @@
 //! The command line: every subcommand and flag, parsed with clap's derive API.
 //!
 //! Values are checked here, at parse time, so a bad flag is a usage error (exit 2)
-//! that names the flag before anything runs.
+//! that names the flag before anything runs. A deploy is the top-level invocation with
+//! deploy flags (`mwdeploy --core --mediawiki --servers all --rollout`), as in the old
+//! tool; other commands are subcommands.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use mwdeploy_core::plan::{FailureBudget, OnFailure, StageSize};
 use mwdeploy_core::Layout;
 
+use crate::config::{check_budget, check_stage};
+
 /// Rolling deploys of MediaWiki through HAProxy, one server or small batch at a time.
 #[derive(Debug, Parser)]
-#[command(name = "mwdeploy", version, arg_required_else_help = true)]
-pub(crate) struct Cli {
-    /// What to do.
+#[command(
+    name = "mwdeploy",
+    version,
+    args_conflicts_with_subcommands = true,
+    long_about = "Rolling deploys of MediaWiki through HAProxy, one server or small batch at a time.\n\n\
+        A deploy prepares the staging checkout on this host (git pulls, patches, the \
+        localisation cache, a sync to the host's own live tree and its canary), then updates \
+        the servers stage by stage: with --rollout each server is depooled from every proxy, \
+        updated, checked by its canary and put back. The flags and the config are the old \
+        tool's, with the same meaning.\n\n\
+        Exit status: 0 every selected server succeeded; 1 the deploy finished with failed, \
+        rolled-back or skipped servers; 2 usage or config error (nothing was touched); 3 \
+        refused before touching production; 130 interrupted.",
+    after_help = "Examples:\n  \
+        mwdeploy --core --mediawiki --l10n --servers all --rollout\n  \
+        mwdeploy --versions 1.45 --extension Echo,CirrusSearch --servers all --rollout\n  \
+        mwdeploy --config --servers all --rollout -m \"T123: raise the upload limit\"\n  \
+        mwdeploy --rsync --servers all --rollout --parallel 2 --max-unavailable 2\n  \
+        mwdeploy --rsync --servers mw-us-east-011 --rollout --force\n  \
+        mwdeploy --patch T123.patch --patch-target extensions/Echo --versions 1.45 --servers all --rollout\n  \
+        mwdeploy --provision --servers mw-us-east-031\n  \
+        mwdeploy --mediawiki --rollout --stages 1,10%,100% --failure-budget 5% --on-failure abort\n  \
+        mwdeploy --core --rollout --dry-run -C ./config.yaml\n  \
+        mwdeploy simulate --servers 50 --seed 7\n\n\
+        Config: -C/--config-file, else $MWDEPLOY_CONFIG, else /etc/mwdeploy/config.yaml \
+        (refused when group or others can write it)."
+)]
+pub(crate) struct Invocation {
+    /// The config file [default: $MWDEPLOY_CONFIG, else /etc/mwdeploy/config.yaml].
+    #[arg(short = 'C', long = "config-file", value_name = "PATH", global = true)]
+    pub(crate) config_file: Option<PathBuf>,
+
+    /// The deploy flags (a deploy is the top-level invocation).
+    #[command(flatten)]
+    pub(crate) deploy: DeployArgs,
+
+    /// What to do other than a deploy.
     #[command(subcommand)]
-    pub(crate) command: Command,
+    pub(crate) command: Option<Command>,
 }
 
 /// The subcommands.
@@ -90,6 +130,180 @@ pub(crate) struct SimulateArgs {
     /// Print only the final report (with --json: only the simulation_report line).
     #[arg(short, long)]
     pub(crate) quiet: bool,
+}
+
+const WHAT: &str = "What to deploy (a deploy starts with one of these)";
+const WHERE: &str = "Where";
+const HOW: &str = "How";
+const OUTPUT: &str = "Output";
+
+/// The deploy flags: the old tool's, with the same meaning, and the new ones.
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct DeployArgs {
+    /// git pull the root repository of staging_path; then the whole tree is synced.
+    #[arg(long, help_heading = WHAT)]
+    pub(crate) core: bool,
+
+    /// git pull versions/<v> for each selected version (--versions); those folders are synced.
+    #[arg(long, help_heading = WHAT)]
+    pub(crate) mediawiki: bool,
+
+    /// git pull versions/<v>/extensions/NAME and sync only it (repeatable, or a comma list).
+    #[arg(long, value_name = "NAME", value_delimiter = ',', action = ArgAction::Append, help_heading = WHAT)]
+    pub(crate) extension: Vec<String>,
+
+    /// git pull versions/<v>/skins/NAME and sync only it (repeatable, or a comma list).
+    #[arg(long, value_name = "NAME", value_delimiter = ',', action = ArgAction::Append, help_heading = WHAT)]
+    pub(crate) skin: Vec<String>,
+
+    /// git pull staging_path/config and sync only it.
+    #[arg(long, help_heading = WHAT)]
+    pub(crate) config: bool,
+
+    /// Apply patch P (a file in <prod_path>/scripts/extensions/patches/ on this host) to
+    /// --patch-target in each selected version (repeatable).
+    #[arg(long, value_name = "P", action = ArgAction::Append, requires = "patch_target", help_heading = WHAT)]
+    pub(crate) patch: Vec<String>,
+
+    /// The folder --patch applies to, relative to versions/<v>/ (names separated by '/').
+    #[arg(long, value_name = "T", requires = "patch", help_heading = WHAT)]
+    pub(crate) patch_target: Option<String>,
+
+    /// Sync staging as it is, without git pulls: the whole tree.
+    #[arg(long, conflicts_with_all = ["core", "mediawiki", "extension", "skin", "config"], help_heading = WHAT)]
+    pub(crate) rsync: bool,
+
+    /// Push this host's live tree (prod_path) as it is to the servers, e.g. new ones: no
+    /// pulls, no staging steps.
+    #[arg(long, conflicts_with_all = ["core", "mediawiki", "extension", "skin", "config", "patch", "rsync"], help_heading = WHAT)]
+    pub(crate) provision: bool,
+
+    /// Rebuild the localisation cache (l10n_command) on staging and on each server.
+    #[arg(long, help_heading = HOW)]
+    pub(crate) l10n: bool,
+
+    /// Versions under staging_path/versions/ that pulls, patches and targeted syncs apply
+    /// to: a comma list, or all [default: all].
+    #[arg(long, value_name = "V|all", value_delimiter = ',', help_heading = WHERE)]
+    pub(crate) versions: Option<Vec<String>>,
+
+    /// Servers to deploy to: a comma list of mw_servers names, or all [default: all];
+    /// they are deployed in config order.
+    #[arg(long, value_name = "LIST|all", value_delimiter = ',', action = ArgAction::Append, help_heading = WHERE)]
+    pub(crate) servers: Option<Vec<String>>,
+
+    /// Depool each server from every proxy before its update; repool it after its canary.
+    #[arg(long, help_heading = HOW)]
+    pub(crate) rollout: bool,
+
+    /// No prompts; a failed canary is a warning (the server goes back in, counted as
+    /// warned); no preflight UP check. Never bypasses the lock, name checks or proxies.
+    #[arg(long, help_heading = HOW)]
+    pub(crate) force: bool,
+
+    /// Servers in flight at once (rollout.parallel); never raises --max-unavailable.
+    #[arg(long, value_name = "N", value_parser = parallel, help_heading = HOW)]
+    pub(crate) parallel: Option<u32>,
+
+    /// Servers out of the pool at once (rollout.max_unavailable).
+    #[arg(long, value_name = "N", help_heading = HOW)]
+    pub(crate) max_unavailable: Option<u32>,
+
+    /// Stage sizes, comma-separated: counts, percentages or group:NAME; the last one
+    /// repeats (e.g. 1,10%,100%) (rollout.stages).
+    #[arg(long, value_name = "LIST", value_parser = deploy_stages, help_heading = HOW)]
+    pub(crate) stages: Option<Stages>,
+
+    /// Failures tolerated before --on-failure decides: a count (2) or a percentage (5%)
+    /// (rollout.failure_budget).
+    #[arg(long, value_name = "N|P%", value_parser = deploy_failure_budget, help_heading = HOW)]
+    pub(crate) failure_budget: Option<FailureBudget>,
+
+    /// What a failure beyond the budget does (rollout.on_failure; --json: abort).
+    #[arg(long, value_name = "WHAT", value_enum, help_heading = HOW)]
+    pub(crate) on_failure: Option<OnFailureArg>,
+
+    /// Why: goes to the journal, the webhooks and the lock.
+    #[arg(short = 'm', long, value_name = "TEXT", help_heading = HOW)]
+    pub(crate) message: Option<String>,
+
+    /// Print the plan (what is pulled and synced, the servers, the stages) and stop:
+    /// nothing is locked, fetched or changed.
+    #[arg(long, help_heading = HOW)]
+    pub(crate) dry_run: bool,
+
+    /// No webhooks and no log file for this run (the journal is still written).
+    #[arg(long, help_heading = OUTPUT)]
+    pub(crate) no_log: bool,
+
+    /// One JSON event per line on stdout; no dashboard; prompts answer abort.
+    #[arg(long, help_heading = OUTPUT)]
+    pub(crate) json: bool,
+
+    /// Plain lines instead of the dashboard.
+    #[arg(long, help_heading = OUTPUT)]
+    pub(crate) no_tui: bool,
+
+    /// Close the dashboard when the deploy ends.
+    #[arg(long, help_heading = OUTPUT)]
+    pub(crate) exit_when_done: bool,
+}
+
+impl DeployArgs {
+    /// Whether a flag that starts a deploy is given (the old tool's rule, plus `--patch`).
+    pub(crate) fn starts_deploy(&self) -> bool {
+        self.core
+            || self.mediawiki
+            || !self.extension.is_empty()
+            || !self.skin.is_empty()
+            || self.config
+            || !self.patch.is_empty()
+            || self.rsync
+            || self.provision
+    }
+
+    /// The deploy flags given that only shape a deploy (they start none by themselves).
+    pub(crate) fn shaping_flags(&self) -> Vec<&'static str> {
+        let given = [
+            (self.l10n, "--l10n"),
+            (self.versions.is_some(), "--versions"),
+            (self.servers.is_some(), "--servers"),
+            (self.rollout, "--rollout"),
+            (self.force, "--force"),
+            (self.parallel.is_some(), "--parallel"),
+            (self.max_unavailable.is_some(), "--max-unavailable"),
+            (self.stages.is_some(), "--stages"),
+            (self.failure_budget.is_some(), "--failure-budget"),
+            (self.on_failure.is_some(), "--on-failure"),
+            (self.message.is_some(), "--message"),
+            (self.dry_run, "--dry-run"),
+            (self.no_log, "--no-log"),
+            (self.exit_when_done, "--exit-when-done"),
+            (self.patch_target.is_some(), "--patch-target"),
+        ];
+        given.iter().filter(|(g, _)| *g).map(|(_, f)| *f).collect()
+    }
+}
+
+/// `--on-failure` of a deploy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OnFailureArg {
+    /// Ask the operator: yes goes on (and the budget grows by one); no, Esc or a timeout stops.
+    Prompt,
+    /// Stop: no new server starts, pending servers are skipped.
+    Abort,
+    /// Never stop for failures.
+    Continue,
+}
+
+impl From<OnFailureArg> for OnFailure {
+    fn from(o: OnFailureArg) -> Self {
+        match o {
+            OnFailureArg::Prompt => OnFailure::Prompt,
+            OnFailureArg::Abort => OnFailure::Abort,
+            OnFailureArg::Continue => OnFailure::Continue,
+        }
+    }
 }
 
 /// A parsed `--stages` list.
@@ -184,6 +398,19 @@ fn failure_budget(s: &str) -> Result<FailureBudget, String> {
     s.parse()
 }
 
+/// `--stages` of a deploy: as [`stages`], each entry in range.
+fn deploy_stages(s: &str) -> Result<Stages, String> {
+    s.split(',')
+        .map(|x| x.parse::<StageSize>().and_then(check_stage))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Stages)
+}
+
+/// `--failure-budget` of a deploy: a percentage within 0..=100.
+fn deploy_failure_budget(s: &str) -> Result<FailureBudget, String> {
+    s.parse().and_then(check_budget)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,7 +418,7 @@ mod tests {
 
     #[test]
     fn the_command_line_is_consistent() {
-        Cli::command().debug_assert();
+        Invocation::command().debug_assert();
     }
 
     #[test]
@@ -230,7 +457,7 @@ mod tests {
 
     #[test]
     fn simulate_flags_parse() {
-        let cli = Cli::try_parse_from([
+        let cli = Invocation::try_parse_from([
             "mwdeploy",
             "simulate",
             "--servers",
@@ -250,7 +477,9 @@ mod tests {
             "-q",
         ])
         .unwrap();
-        let Command::Simulate(a) = cli.command;
+        let Some(Command::Simulate(a)) = cli.command else {
+            panic!("not a simulate command");
+        };
         assert_eq!(a.servers, 10);
         assert_eq!(a.seed, Some(3));
         assert_eq!(a.canary_fail_rate, 0.5);

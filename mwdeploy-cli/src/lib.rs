@@ -2,12 +2,19 @@
 //!
 //! ```text
 //!  argv ──> cli (clap) ──> simulate ──> mwdeploy_core::sim::Simulation
-//!                              │              │ events, virtual time
-//!                              ▼              ▼
-//!                           exit code    render (plain lines | JSON lines) ──> output (stdout)
+//!            │                 │              │ events, virtual time
+//!            │                 ▼              ▼
+//!            │              exit code    render (plain lines | JSON lines) ──> output (stdout)
+//!            ▼
+//!       deploy flags ──> request (flags + config ──> DeployRequest) ──> dry_run (--dry-run)
+//!                              ▲
+//!                 config.yaml ─┘ (config: read, checked, defaults)
 //! ```
 //!
 //! - `cli`: the subcommands and flags.
+//! - `config`: `config.yaml`, checked, and the engine's types built from it.
+//! - `request`: a deploy's flags checked and joined with the config.
+//! - `dry_run`: `--dry-run`, the checked request printed.
 //! - `simulate`: `mwdeploy simulate`.
 //! - `render`: events as plain or JSON lines.
 //! - `output`: a locked, buffered stdout that ends quietly on a closed pipe.
@@ -15,17 +22,20 @@
 #![warn(missing_docs)]
 
 mod cli;
+mod config;
+mod dry_run;
 mod error;
 pub mod exit;
 mod output;
 mod render;
+mod request;
 mod simulate;
 
 use std::ffi::OsString;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Command, Invocation};
 use crate::output::Output;
 
 /// Runs the command with the process's arguments; returns the exit code.
@@ -41,7 +51,8 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    let argv: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let cli = match Invocation::try_parse_from(&argv) {
         Ok(cli) => cli,
         Err(e) => {
             // --help and --version are not errors; everything else is a usage error.
@@ -55,7 +66,15 @@ where
     };
     let mut out = Output::stdout();
     let result = match &cli.command {
-        Command::Simulate(args) => simulate::run(args, &mut out),
+        Some(Command::Simulate(args)) => simulate::run(args, &mut out),
+        None => {
+            let given = argv
+                .iter()
+                .skip(1)
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            request::run(cli.config_file.as_deref(), &cli.deploy, given, &mut out)
+        }
     };
     let flushed = out.finish();
     match (result, flushed) {

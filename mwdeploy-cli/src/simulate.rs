@@ -229,14 +229,16 @@ fn write_report<W: Write>(out: &mut Output<W>, r: &SimReport, max_unavailable: u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Cli, Command};
+    use crate::cli::{Command, Invocation};
     use clap::Parser;
 
     fn args(extra: &[&str]) -> SimulateArgs {
         let mut argv = vec!["mwdeploy", "simulate"];
         argv.extend_from_slice(extra);
-        let Command::Simulate(a) = Cli::try_parse_from(argv).unwrap().command;
-        a
+        match Invocation::try_parse_from(argv).unwrap().command {
+            Some(Command::Simulate(a)) => a,
+            other => panic!("not a simulate command: {other:?}"),
+        }
     }
 
     fn run_to_string(a: &SimulateArgs) -> (Result<i32, CliError>, String) {
