@@ -407,6 +407,11 @@ impl SshRunner {
         let _ = tokio::time::timeout(Duration::from_secs(5), c.status()).await;
     }
 
+    /// The host it reaches.
+    pub fn target(&self) -> &SshTarget {
+        &self.target
+    }
+
     /// The control folder.
     pub fn control_dir(&self) -> &Path {
         self.control.path()
@@ -744,18 +749,28 @@ impl Hosts {
         self.defaults.sudo
     }
 
-    /// The runner for `server`: local when it says `local: true`, else ssh to its
-    /// `ssh_host` (default: its name) and port.
-    pub fn runner(&self, server: &Server) -> Result<Arc<dyn CommandRunner>, ExecError> {
+    /// The ssh runner for `server`, or `None` when it is `local: true`: for tools that
+    /// run ssh themselves (rsync's `-e`) and must share the runner's options and
+    /// connection.
+    pub fn ssh_runner(&self, server: &Server) -> Result<Option<Arc<SshRunner>>, ExecError> {
         if server.local {
-            return Ok(Arc::new(LocalRunner::new()));
+            return Ok(None);
         }
         let host = server
             .ssh_host
             .clone()
             .unwrap_or_else(|| server.id.to_string());
         self.ssh(&host, server.ssh_port.or(self.defaults.port))
-            .map(|r| r as Arc<dyn CommandRunner>)
+            .map(Some)
+    }
+
+    /// The runner for `server`: local when it says `local: true`, else ssh to its
+    /// `ssh_host` (default: its name) and port.
+    pub fn runner(&self, server: &Server) -> Result<Arc<dyn CommandRunner>, ExecError> {
+        match self.ssh_runner(server)? {
+            Some(r) => Ok(r),
+            None => Ok(Arc::new(LocalRunner::new())),
+        }
     }
 
     /// The runner for `host` on `port` (proxies, which are not servers).
