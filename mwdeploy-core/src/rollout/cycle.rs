@@ -465,6 +465,9 @@ impl Rollout {
                         let slot = &mut self.slots[i as usize];
                         slot.mode = Mode::RolledBack;
                         slot.activated = false;
+                        if let Outcome::RolledBackTo(r) = outcome {
+                            slot.rolled_back_to = Some(r);
+                        }
                         self.after_switch(now, i);
                     }
                     Some(e) => {

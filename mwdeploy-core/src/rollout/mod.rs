@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use crate::action::{Action, ActionId, ActionKind, Decision, Outcome, StopReason, Target};
 use crate::error::PlanError;
 use crate::event::{Event, ServerStatus, Summary};
-use crate::model::{Health, HookPoint, ServerId};
+use crate::model::{Health, HookPoint, ReleaseId, ServerId};
 use crate::plan::Plan;
 use crate::ports::Note;
 
@@ -108,6 +108,8 @@ struct Slot {
     retries: u32,
     /// Repools sent again after a transient failure.
     pool_retries: u32,
+    /// The release live again after a rollback, when the transfer said which.
+    rolled_back_to: Option<ReleaseId>,
     action: Option<ActionId>,
     /// Why it failed, kept for the final state's detail.
     why: Option<String>,
@@ -283,6 +285,7 @@ impl Rollout {
                 verify_tries: 0,
                 retries: 0,
                 pool_retries: 0,
+                rolled_back_to: None,
                 action: None,
                 why: None,
             };
@@ -560,11 +563,15 @@ impl Rollout {
             self.slots[i as usize].action = Some(id);
         }
         self.timer(deadline, Timer::Deadline(id));
+        // After a rollback, the server's steps concern the release live again.
+        let release = slot
+            .and_then(|i| self.slots[i as usize].rolled_back_to.clone())
+            .unwrap_or_else(|| self.plan.release.clone());
         self.actions.push_back(Action {
             id,
             target,
             kind,
-            release: self.plan.release.clone(),
+            release,
             deadline,
         });
     }
