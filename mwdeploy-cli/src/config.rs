@@ -223,7 +223,6 @@ pub(crate) struct ProxyConfig {
 
 impl ProxyConfig {
     /// The proxy as a host the exec layer can reach (`Hosts::runner`).
-    #[allow(dead_code)] // for the HAProxy adapter, which comes with the deploy runner
     pub(crate) fn to_host(&self) -> Server {
         let mut s = Server::new(self.name.clone());
         s.ssh_host = self.ssh_host.clone();

@@ -7,7 +7,7 @@
 //!            │              exit code    render (plain lines | JSON lines) ──> output (stdout)
 //!            ▼
 //!       deploy flags ──> request (flags + config ──> DeployRequest) ──> dry_run (--dry-run)
-//!                              ▲
+//!                              ▲                                   └─> deploy (--rsync)
 //!                 config.yaml ─┘ (config: read, checked, defaults)
 //! ```
 //!
@@ -15,6 +15,8 @@
 //! - `config`: `config.yaml`, checked, and the engine's types built from it.
 //! - `request`: a deploy's flags checked and joined with the config.
 //! - `dry_run`: `--dry-run`, the checked request printed.
+//! - `deploy`: the deploy runner (`--rsync`): lock, journal, staging sync, the engine's
+//!   driver against HAProxy, rsync, the canary and the hooks.
 //! - `simulate`: `mwdeploy simulate`.
 //! - `render`: events as plain or JSON lines.
 //! - `output`: a locked, buffered stdout that ends quietly on a closed pipe.
@@ -23,6 +25,7 @@
 
 mod cli;
 mod config;
+mod deploy;
 mod dry_run;
 mod error;
 pub mod exit;

@@ -55,6 +55,14 @@ impl<W: Write> Output<W> {
         }
     }
 
+    /// Flushes what is buffered so far (a live deploy shows each line as it comes).
+    pub(crate) fn flush(&mut self) {
+        if !self.is_dead() {
+            let r = self.inner.flush();
+            self.note(r);
+        }
+    }
+
     /// Flushes; `Ok` also when the reader closed the pipe.
     pub(crate) fn finish(mut self) -> io::Result<()> {
         if !self.is_dead() {

@@ -518,9 +518,12 @@ pub(crate) fn run<W: Write>(
     if request.dry_run {
         return dry_run::run(&request, out);
     }
+    if crate::deploy::supports(&request.work) {
+        return crate::deploy::run(&request, out);
+    }
     Err(CliError::Usage(
-        "the deploy runner is not built in this version yet, so nothing was touched; \
-         --dry-run shows what this deploy would do"
+        "the deploy runner for pulls, patches, --l10n and --provision is not built in this \
+         version yet (only --rsync alone runs), so nothing was touched; --dry-run shows what this deploy would do"
             .to_string(),
     ))
 }

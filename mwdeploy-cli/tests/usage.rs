@@ -228,7 +228,7 @@ fn each_deploy_flag_starts_a_deploy() {
 }
 
 #[test]
-fn a_real_deploy_is_refused_until_the_runner_exists() {
+fn a_deploy_with_pulls_is_refused_until_its_runner_exists() {
     let d = Dir::new(CONFIG);
     let o = d.run(&[
         "--core",

@@ -1,0 +1,211 @@
+//! A real `--rsync` deploy, run as the `mwdeploy` process against the test fleet (HAProxy,
+//! nginx + php-fpm servers with their own sshd, release layout): the new code reaches
+//! every server without a failed request, a failed canary is rolled back and repooled,
+//! and a held lock refuses the deploy.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use mwdeploy_core::journal;
+use mwdeploy_core::lock::{DeployLock, Holder};
+use serde_json::Value;
+use testfleet::{write_stamp, Fleet, Layout, LoadOptions, INITIAL_STAMP};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mwdeploy");
+
+fn fleet(servers: usize) -> Fleet {
+    Fleet::builder()
+        .servers(servers)
+        .proxies(1)
+        .tree(120, 1)
+        .layout(Layout::Releases)
+        .start()
+        .unwrap_or_else(|e| panic!("starting the test fleet (scripts/install-deps.sh): {e}"))
+}
+
+/// The fleet's config in the release layout, with `edit` applied to its text.
+fn config(fleet: &Fleet, edit: impl FnOnce(String) -> String) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = fleet.root().join("mwdeploy-test.yaml");
+    std::fs::write(&path, edit(fleet.config_yaml(Layout::Releases))).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+fn mwdeploy(config: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("-C")
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::null())
+        .env_remove("MWDEPLOY_CONFIG")
+        .output()
+        .expect("mwdeploy runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Every line of `out` as JSON; the last one must be `deploy_finished`.
+fn json_lines(out: &str) -> Vec<Value> {
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    let last = lines.last().expect("at least one JSON line");
+    assert_eq!(last["event"], "deploy_finished", "{out}");
+    lines
+}
+
+/// The final state of each server in the journal's `server_state` records.
+fn final_state(lines: &[Value], server: &str) -> Option<String> {
+    lines
+        .iter()
+        .rev()
+        .filter(|l| l["event"] == "server_state" && l["server"] == server)
+        .find_map(|l| l["state"].as_str().map(str::to_string))
+}
+
+fn journal_of(fleet: &Fleet) -> Vec<Value> {
+    let dir = journal::dir(&fleet.state_dir());
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(files.len(), 1, "one journal: {files:?}");
+    json_lines(&std::fs::read_to_string(&files[0]).unwrap())
+}
+
+#[test]
+fn a_rolling_rsync_deploy_reaches_every_server_without_a_failed_request() {
+    let fleet = fleet(3);
+    let c = config(&fleet, |y| y);
+    write_stamp(fleet.staging().path(), "v2").unwrap();
+    let load = fleet.start_load(LoadOptions::default()).unwrap();
+    let pool = fleet.start_pool_monitor(Duration::from_millis(10));
+
+    let o = mwdeploy(&c, &["--rsync", "--rollout", "--json", "-m", "test deploy"]);
+    let (load, pool) = (load.stop(), pool.stop());
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(0), "stdout:\n{out}\nstderr:\n{err}");
+
+    for (server, stamp) in fleet.served_stamps() {
+        assert_eq!(stamp.unwrap(), "v2", "{server}\n{out}");
+    }
+    assert!(load.requests > 0, "the load ran: {load:?}");
+    assert_eq!(load.failed, 0, "{:?}", load.failures);
+    assert!(pool.max_out >= 1, "servers were depooled: {pool:?}");
+    assert!(pool.max_out <= 1, "max_unavailable 1: {pool:?}");
+    // stdout is the journal, line for line.
+    let lines = json_lines(&out);
+    assert!(lines
+        .iter()
+        .all(|l| l["ts"].is_string() && l["deploy"] == lines[0]["deploy"]));
+    assert_eq!(journal_of(&fleet), lines);
+    let started = lines
+        .iter()
+        .find(|l| l["event"] == "deploy_started")
+        .expect("deploy_started");
+    assert_eq!(started["message"], "test deploy");
+    assert!(
+        lines.iter().any(|l| l["event"] == "prep_step"
+            && l["step"] == "staging_sync"
+            && l["status"] == "ok"),
+        "{out}"
+    );
+    let end = lines.last().unwrap();
+    assert_eq!(end["exit_code"], 0);
+    assert_eq!(end["summary"]["succeeded"], 3);
+    for s in ["mw1", "mw2", "mw3"] {
+        assert_eq!(final_state(&lines, s).as_deref(), Some("done"), "{s}");
+    }
+    // The lock is released at the end.
+    let again = mwdeploy(&c, &["--rsync", "--dry-run"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+}
+
+#[test]
+fn a_failed_canary_is_rolled_back_and_repooled_and_the_prompt_without_a_terminal_aborts() {
+    let fleet = fleet(3);
+    // mw2's post_activate hook makes its page answer 500 while the release it serves
+    // holds stamp v3 (the fleet's page fault file), and takes the fault away otherwise:
+    // its canary fails after the switch and passes again after the rollback.
+    let fault = fleet.servers()[1].dir().join("fault");
+    let script = "if grep -qs v3 \"$1\"/versions/*/includes/Stamp.php; \
+                  then echo 500 > \"$2\"; else rm -f \"$2\"; fi";
+    let hook = serde_json::json!(["sh", "-c", script, "sh", "{prod_path}", fault]);
+    let c = config(&fleet, |y| {
+        let mw2 = y.find("name: \"mw2\"").expect("mw2 in the config");
+        let hooks = mw2 + y[mw2..].find("post_activate:\n").unwrap();
+        let reload_end = hooks + y[hooks..].find("]\n").unwrap() + 2;
+        format!("{}        - {hook}\n{}", &y[..reload_end], &y[reload_end..])
+    });
+    write_stamp(fleet.staging().path(), "v3").unwrap();
+
+    // No terminal (stdin is /dev/null): the prompt after the failure answers no.
+    let o = mwdeploy(&c, &["--rsync", "--rollout", "--no-tui"]);
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(1), "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        out.ends_with("✓ 1 succeeded   ✗ 0 failed   – 2 skipped/rolled back\n"),
+        "{out}"
+    );
+    assert!(out.contains("prompt answered no"), "{out}");
+    let lines = journal_of(&fleet);
+    assert_eq!(lines.last().unwrap()["exit_code"], 1);
+    assert_eq!(final_state(&lines, "mw1").as_deref(), Some("done"));
+    assert_eq!(
+        final_state(&lines, "mw2").as_deref(),
+        Some("rolled_back"),
+        "{out}"
+    );
+    assert_eq!(final_state(&lines, "mw3").as_deref(), Some("skipped"));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["event"] == "rollback" && l["server"] == "mw2" && l["ok"] == true),
+        "{out}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["event"] == "prompt" && l["answer"] == "no"),
+        "{out}"
+    );
+
+    let stamps: Vec<String> = fleet
+        .served_stamps()
+        .into_iter()
+        .map(|(_, s)| s.unwrap())
+        .collect();
+    assert_eq!(stamps, ["v3", INITIAL_STAMP, INITIAL_STAMP]);
+    let states = fleet.proxies()[0].server_states().unwrap();
+    assert_eq!(states.len(), 3);
+    assert!(states.iter().all(|s| s.in_pool()), "{states:?}");
+}
+
+#[test]
+fn a_held_lock_refuses_the_deploy_and_names_its_holder() {
+    let fleet = fleet(1);
+    let c = config(&fleet, |y| y);
+    // This process holds the lock; the deploy runs in another one.
+    let held = DeployLock::acquire(&fleet.state_dir(), Holder::current("hotfix by alice")).unwrap();
+    let o = mwdeploy(&c, &["--rsync", "--rollout", "--no-tui"]);
+    drop(held);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("held by"), "{err}");
+    assert!(err.contains("hotfix by alice"), "{err}");
+    assert!(
+        err.contains(&format!("(pid {})", std::process::id())),
+        "{err}"
+    );
+    assert!(text(&o.stdout).is_empty());
+    assert!(
+        !journal::dir(&fleet.state_dir()).exists(),
+        "nothing started: no journal"
+    );
+}
