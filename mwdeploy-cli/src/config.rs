@@ -105,7 +105,6 @@ pub(crate) struct Secret(String);
 
 impl Secret {
     /// The URL, for the one place that posts to it.
-    #[allow(dead_code)] // for the webhook notifier, which comes with the deploy runner
     pub(crate) fn expose(&self) -> &str {
         &self.0
     }

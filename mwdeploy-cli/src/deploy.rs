@@ -9,8 +9,9 @@
 //!        ▼
 //!  Driver(Rollout(plan)) on a current-thread tokio runtime
 //!     ports: HaproxyPool (--rollout) | no pool changes, RsyncTransfer, Canary, Hooks,
-//!            a notifier that sends nothing (webhooks come later)
-//!     records ──> journal, and a channel ──> plain lines | JSON lines on stdout
+//!            webhooks (Discord, Slack; none with --no-log)
+//!     records ──> journal, log_file (not with --no-log), and a channel ──> plain
+//!                 lines | JSON lines on stdout
 //!     prompts  <── the operator on a terminal, else "no"
 //!     SIGINT / SIGTERM ──> interrupt (servers put back, exit 130); SIGHUP ignored
 //! ```
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use mwdeploy_canary::{Canary, CurlCheck, ErrorRateGate};
-use mwdeploy_core::driver::{ChannelSubscriber, Driver, DriverHandle, Ports};
+use mwdeploy_core::driver::{ChannelSubscriber, Driver, DriverHandle, Ports, Subscriber};
 use mwdeploy_core::event::{PrepStatus, Record};
 use mwdeploy_core::exec::Hosts;
 use mwdeploy_core::journal::Journal;
@@ -42,6 +43,8 @@ use tokio::sync::mpsc;
 use crate::config::{Config, StagingConfig};
 use crate::error::CliError;
 use crate::exit;
+use crate::log_file::LogFile;
+use crate::notify::{Curl, Webhooks};
 use crate::output::Output;
 use crate::render::{JsonLines, PlainLines};
 use crate::request::{DeployRequest, OutputMode, Work};
@@ -127,6 +130,7 @@ impl Printer {
 struct Prep<'a, W: Write> {
     deploy: &'a str,
     journal: &'a mut Journal,
+    log: &'a mut Option<LogFile>,
     printer: &'a mut Printer,
     out: &'a mut Output<W>,
 }
@@ -144,6 +148,10 @@ impl<W: Write> Prep<'_, W> {
         };
         if let Err(e) = self.journal.append(&record) {
             eprintln!("mwdeploy: journal: {e}");
+        }
+        if let Some(log) = self.log.as_mut() {
+            // Not critical; the log file warns once itself.
+            let _ = log.record(&record);
         }
         self.printer.show(self.out, &record);
     }
@@ -163,6 +171,21 @@ async fn deploy<W: Write>(
     let mut journal = match Journal::create(&config.state_dir, deploy_id) {
         Ok(j) => j,
         Err(e) => return refused("cannot open the journal", &e),
+    };
+    // --no-log: no log file and no webhooks (the journal stays).
+    let mut log = if req.no_log {
+        None
+    } else {
+        match LogFile::open(&config.log_file) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!(
+                    "mwdeploy: warning: cannot open the log file {}: {e}; going on without it",
+                    config.log_file.display()
+                );
+                None
+            }
+        }
     };
     let hosts = match Hosts::new(config.ssh_defaults()) {
         Ok(h) => Arc::new(h),
@@ -202,12 +225,28 @@ async fn deploy<W: Write>(
     });
 
     // Signals: from here on an interrupt reaches the machine (queued until it runs).
+    let notifier: Arc<dyn Notifier> = if req.no_log {
+        Arc::new(NoNotifier)
+    } else {
+        let webhooks = Webhooks::new(
+            crate::notify::hooks(&config.webhooks),
+            Curl::default(),
+            deploy_id,
+            plan.servers.iter().map(|s| s.id.to_string()).collect(),
+            req.message.clone(),
+        );
+        if webhooks.is_on() {
+            Arc::new(webhooks)
+        } else {
+            Arc::new(NoNotifier)
+        }
+    };
     let (driver, handle) = Driver::new(Ports {
         pool,
         transfer: transfer.clone(),
         health: Arc::new(canary),
         hooks: hooks.clone(),
-        notifier: Arc::new(NoNotifier),
+        notifier,
     });
     let signals = tokio::spawn(watch_signals(handle.clone()));
 
@@ -215,6 +254,7 @@ async fn deploy<W: Write>(
         let mut prep = Prep {
             deploy: deploy_id,
             journal: &mut journal,
+            log: &mut log,
             printer: &mut printer,
             out,
         };
@@ -232,7 +272,11 @@ async fn deploy<W: Write>(
     let rollout = Rollout::new(plan, tokio::time::Instant::now().into_std())
         .map_err(|e| CliError::Usage(format!("invalid rollout plan: {e}")))?;
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let driver = driver.subscribe(journal).subscribe(ChannelSubscriber(tx));
+    let mut driver = driver.subscribe(journal);
+    if let Some(log) = log {
+        driver = driver.subscribe(log);
+    }
+    let driver = driver.subscribe(ChannelSubscriber(tx));
     let interactive = req.output != OutputMode::Json
         && std::io::stdin().is_terminal()
         && std::io::stderr().is_terminal();
@@ -492,7 +536,7 @@ impl PoolControl for NoPool {
     }
 }
 
-/// Webhooks are not sent by this version: every note is dropped.
+/// No webhook configured, or `--no-log`: every note is dropped.
 #[derive(Debug)]
 struct NoNotifier;
 

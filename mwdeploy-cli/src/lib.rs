@@ -29,6 +29,8 @@ mod deploy;
 mod dry_run;
 mod error;
 pub mod exit;
+mod log_file;
+mod notify;
 mod output;
 mod render;
 mod request;

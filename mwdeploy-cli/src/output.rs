@@ -80,8 +80,7 @@ impl<W: Write> Output<W> {
         self.note(Err(e));
     }
 
-    /// The writer, flushed (tests read what was written).
-    #[cfg(test)]
+    /// The writer, flushed (tests, and the log file, read what was written).
     pub(crate) fn into_inner(self) -> io::Result<W> {
         self.inner.into_inner().map_err(|e| e.into_error())
     }
