@@ -3,50 +3,15 @@
 //! every server without a failed request, a failed canary is rolled back and repooled,
 //! and a held lock refuses the deploy.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use mwdeploy_core::journal;
 use mwdeploy_core::lock::{DeployLock, Holder};
 use serde_json::Value;
-use testfleet::{write_stamp, Fleet, Layout, LoadOptions, INITIAL_STAMP};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mwdeploy");
-
-fn fleet(servers: usize) -> Fleet {
-    Fleet::builder()
-        .servers(servers)
-        .proxies(1)
-        .tree(120, 1)
-        .layout(Layout::Releases)
-        .start()
-        .unwrap_or_else(|e| panic!("starting the test fleet (scripts/install-deps.sh): {e}"))
-}
-
-/// The fleet's config in the release layout, with `edit` applied to its text.
-fn config(fleet: &Fleet, edit: impl FnOnce(String) -> String) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = fleet.root().join("mwdeploy-test.yaml");
-    std::fs::write(&path, edit(fleet.config_yaml(Layout::Releases))).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
-}
-
-fn mwdeploy(config: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("-C")
-        .arg(config)
-        .args(args)
-        .stdin(Stdio::null())
-        .env_remove("MWDEPLOY_CONFIG")
-        .output()
-        .expect("mwdeploy runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+mod support;
+use support::*;
+use testfleet::{write_stamp, Layout, LoadOptions, INITIAL_STAMP};
 
 /// Every line of `out` as JSON; the last one must be `deploy_finished`.
 fn json_lines(out: &str) -> Vec<Value> {
@@ -59,30 +24,10 @@ fn json_lines(out: &str) -> Vec<Value> {
     lines
 }
 
-/// The final state of each server in the journal's `server_state` records.
-fn final_state(lines: &[Value], server: &str) -> Option<String> {
-    lines
-        .iter()
-        .rev()
-        .filter(|l| l["event"] == "server_state" && l["server"] == server)
-        .find_map(|l| l["state"].as_str().map(str::to_string))
-}
-
-fn journal_of(fleet: &Fleet) -> Vec<Value> {
-    let dir = journal::dir(&fleet.state_dir());
-    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    assert_eq!(files.len(), 1, "one journal: {files:?}");
-    json_lines(&std::fs::read_to_string(&files[0]).unwrap())
-}
-
 #[test]
 fn a_rolling_rsync_deploy_reaches_every_server_without_a_failed_request() {
-    let fleet = fleet(3);
-    let c = config(&fleet, |y| y);
+    let fleet = fleet(3, Layout::Releases, 120);
+    let c = config(&fleet, Layout::Releases, |y| y);
     write_stamp(fleet.staging().path(), "v2").unwrap();
     let load = fleet.start_load(LoadOptions::default()).unwrap();
     let pool = fleet.start_pool_monitor(Duration::from_millis(10));
@@ -129,7 +74,7 @@ fn a_rolling_rsync_deploy_reaches_every_server_without_a_failed_request() {
 
 #[test]
 fn a_failed_canary_is_rolled_back_and_repooled_and_the_prompt_without_a_terminal_aborts() {
-    let fleet = fleet(3);
+    let fleet = fleet(3, Layout::Releases, 120);
     // mw2's post_activate hook makes its page answer 500 while the release it serves
     // holds stamp v3 (the fleet's page fault file), and takes the fault away otherwise:
     // its canary fails after the switch and passes again after the rollback.
@@ -137,7 +82,7 @@ fn a_failed_canary_is_rolled_back_and_repooled_and_the_prompt_without_a_terminal
     let script = "if grep -qs v3 \"$1\"/versions/*/includes/Stamp.php; \
                   then echo 500 > \"$2\"; else rm -f \"$2\"; fi";
     let hook = serde_json::json!(["sh", "-c", script, "sh", "{prod_path}", fault]);
-    let c = config(&fleet, |y| {
+    let c = config(&fleet, Layout::Releases, |y| {
         let mw2 = y.find("name: \"mw2\"").expect("mw2 in the config");
         let hooks = mw2 + y[mw2..].find("post_activate:\n").unwrap();
         let reload_end = hooks + y[hooks..].find("]\n").unwrap() + 2;
@@ -155,6 +100,10 @@ fn a_failed_canary_is_rolled_back_and_repooled_and_the_prompt_without_a_terminal
     );
     assert!(out.contains("prompt answered no"), "{out}");
     let lines = journal_of(&fleet);
+    assert_eq!(
+        lines.last().map(|l| &l["event"]),
+        Some(&Value::from("deploy_finished"))
+    );
     assert_eq!(lines.last().unwrap()["exit_code"], 1);
     assert_eq!(final_state(&lines, "mw1").as_deref(), Some("done"));
     assert_eq!(
@@ -189,8 +138,8 @@ fn a_failed_canary_is_rolled_back_and_repooled_and_the_prompt_without_a_terminal
 
 #[test]
 fn a_held_lock_refuses_the_deploy_and_names_its_holder() {
-    let fleet = fleet(1);
-    let c = config(&fleet, |y| y);
+    let fleet = fleet(1, Layout::Releases, 120);
+    let c = config(&fleet, Layout::Releases, |y| y);
     // This process holds the lock; the deploy runs in another one.
     let held = DeployLock::acquire(&fleet.state_dir(), Holder::current("hotfix by alice")).unwrap();
     let o = mwdeploy(&c, &["--rsync", "--rollout", "--no-tui"]);

@@ -3,38 +3,19 @@
 //! puts every server back, SIGHUP is ignored).
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use mwdeploy_core::journal;
 use serde_json::Value;
-use testfleet::{write_stamp, Fleet, Layout, LoadOptions, PoolState};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mwdeploy");
+mod support;
+use support::*;
+use testfleet::{write_stamp, Fleet, Layout, LoadOptions, PoolState};
 
 /// States a server is in after its depool intent, while its deploy is under way.
 const IN_FLIGHT: [&str; 4] = ["depooling", "transferring", "activating", "hooks"];
-
-fn fleet(servers: usize, layout: Layout) -> Fleet {
-    Fleet::builder()
-        .servers(servers)
-        .proxies(1)
-        .tree(120, 1)
-        .layout(layout)
-        .start()
-        .unwrap_or_else(|e| panic!("starting the test fleet (scripts/install-deps.sh): {e}"))
-}
-
-/// The fleet's config in `layout`, with `edit` applied to its text.
-fn config(fleet: &Fleet, layout: Layout, edit: impl FnOnce(String) -> String) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = fleet.root().join("mwdeploy-test.yaml");
-    std::fs::write(&path, edit(fleet.config_yaml(layout))).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
-}
 
 /// Every production server's `post_activate` also sleeps 2 s, so a deploy can be caught
 /// with a server out of the pool.
@@ -42,49 +23,6 @@ fn slow_hooks(y: String) -> String {
     let marker = "\n      post_activate:\n";
     assert!(y.contains(marker), "server hooks in the config:\n{y}");
     y.replace(marker, &format!("{marker}        - [\"sleep\", \"2\"]\n"))
-}
-
-fn mwdeploy(config: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("-C")
-        .arg(config)
-        .args(args)
-        .stdin(Stdio::null())
-        .env_remove("MWDEPLOY_CONFIG")
-        .output()
-        .expect("mwdeploy runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn parse(line: &str) -> Value {
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
-}
-
-/// The final state of each server in the `server_state` records.
-fn final_state(lines: &[Value], server: &str) -> Option<String> {
-    lines
-        .iter()
-        .rev()
-        .filter(|l| l["event"] == "server_state" && l["server"] == server)
-        .find_map(|l| l["state"].as_str().map(str::to_string))
-}
-
-fn journal_of(fleet: &Fleet) -> Vec<Value> {
-    let dir = journal::dir(&fleet.state_dir());
-    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    assert_eq!(files.len(), 1, "one journal: {files:?}");
-    std::fs::read_to_string(&files[0])
-        .unwrap()
-        .lines()
-        .map(parse)
-        .collect()
 }
 
 fn server_names(fleet: &Fleet) -> Vec<String> {
@@ -185,7 +123,7 @@ fn deploy_with_signal(fleet: &Fleet, config: &Path, signal: &str) -> Signalled {
 
 #[test]
 fn an_inplace_rolling_deploy_reaches_every_server_one_at_a_time_without_a_failed_request() {
-    let fleet = fleet(3, Layout::Inplace);
+    let fleet = fleet(3, Layout::Inplace, 120);
     let c = config(&fleet, Layout::Inplace, |y| y);
     write_stamp(fleet.staging().path(), "v2").unwrap();
     let load = fleet.start_load(LoadOptions::default()).unwrap();
@@ -220,7 +158,7 @@ fn an_inplace_rolling_deploy_reaches_every_server_one_at_a_time_without_a_failed
 
 #[test]
 fn sigint_mid_deploy_stops_it_puts_every_server_back_and_exits_130() {
-    let fleet = fleet(3, Layout::Releases);
+    let fleet = fleet(3, Layout::Releases, 120);
     let c = config(&fleet, Layout::Releases, slow_hooks);
     write_stamp(fleet.staging().path(), "v2").unwrap();
 
@@ -276,7 +214,7 @@ fn sigint_mid_deploy_stops_it_puts_every_server_back_and_exits_130() {
 
 #[test]
 fn sighup_mid_deploy_is_ignored_and_the_deploy_finishes() {
-    let fleet = fleet(3, Layout::Releases);
+    let fleet = fleet(3, Layout::Releases, 120);
     let c = config(&fleet, Layout::Releases, slow_hooks);
     write_stamp(fleet.staging().path(), "v3").unwrap();
 

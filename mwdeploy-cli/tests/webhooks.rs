@@ -3,38 +3,12 @@
 //! log file gets lines, `--no-log` posts and logs nothing, and the webhook URL is never
 //! shown (stdout, stderr, journal, log).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use mwdeploy_core::journal;
+mod support;
+use support::*;
 use testfleet::{write_stamp, Fleet, Layout};
-
-const BIN: &str = env!("CARGO_BIN_EXE_mwdeploy");
-
-fn mwdeploy(config: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("-C")
-        .arg(config)
-        .args(args)
-        .stdin(Stdio::null())
-        .env_remove("MWDEPLOY_CONFIG")
-        .output()
-        .expect("mwdeploy runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn journals(fleet: &Fleet) -> String {
-    let dir = journal::dir(&fleet.state_dir());
-    let mut all = String::new();
-    for e in std::fs::read_dir(&dir).unwrap().flatten() {
-        all.push_str(&std::fs::read_to_string(e.path()).unwrap());
-    }
-    all
-}
 
 #[test]
 fn deploys_post_start_and_finish_retry_a_429_and_no_log_stays_quiet() {

@@ -1,0 +1,95 @@
+//! What the process-level deploy tests share: the binary, a small fleet, its config,
+//! and reading what a deploy printed and journaled.
+// Each test binary uses its own part of this module.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use mwdeploy_core::journal;
+use serde_json::Value;
+use testfleet::{Fleet, Layout};
+
+/// The `mwdeploy` binary under test.
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_mwdeploy");
+
+/// A fleet of `servers` servers behind one HAProxy, with a `files`-file tree.
+pub(crate) fn fleet(servers: usize, layout: Layout, files: usize) -> Fleet {
+    Fleet::builder()
+        .servers(servers)
+        .proxies(1)
+        .tree(files, 1)
+        .layout(layout)
+        .start()
+        .unwrap_or_else(|e| panic!("starting the test fleet (scripts/install-deps.sh): {e}"))
+}
+
+/// The fleet's config in `layout`, with `edit` applied to its text (mode 0600).
+pub(crate) fn config(
+    fleet: &Fleet,
+    layout: Layout,
+    edit: impl FnOnce(String) -> String,
+) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = fleet.root().join("mwdeploy-test.yaml");
+    std::fs::write(&path, edit(fleet.config_yaml(layout))).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+/// Runs `mwdeploy -C <config> <args>` with no stdin and no `$MWDEPLOY_CONFIG`.
+pub(crate) fn mwdeploy(config: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("-C")
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::null())
+        .env_remove("MWDEPLOY_CONFIG")
+        .output()
+        .expect("mwdeploy runs")
+}
+
+/// Bytes as text.
+pub(crate) fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// One JSON line.
+pub(crate) fn parse(line: &str) -> Value {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+}
+
+/// The final state of `server` in `server_state` records.
+pub(crate) fn final_state(lines: &[Value], server: &str) -> Option<String> {
+    lines
+        .iter()
+        .rev()
+        .filter(|l| l["event"] == "server_state" && l["server"] == server)
+        .find_map(|l| l["state"].as_str().map(str::to_string))
+}
+
+/// Every journal of the fleet's state dir, one after another.
+pub(crate) fn journals(fleet: &Fleet) -> String {
+    let dir = journal::dir(&fleet.state_dir());
+    let mut all = String::new();
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        all.push_str(&std::fs::read_to_string(e.path()).unwrap());
+    }
+    all
+}
+
+/// The one journal of the fleet's state dir, parsed line by line.
+pub(crate) fn journal_of(fleet: &Fleet) -> Vec<Value> {
+    let dir = journal::dir(&fleet.state_dir());
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(files.len(), 1, "one journal: {files:?}");
+    std::fs::read_to_string(&files[0])
+        .unwrap()
+        .lines()
+        .map(parse)
+        .collect()
+}
