@@ -141,6 +141,7 @@ impl<W: Write> Prep<'_, W> {
             ts: SystemTime::now(),
             deploy: self.deploy.to_string(),
             event: Event::PrepStep {
+                commits: Vec::new(),
                 step: step.to_string(),
                 status,
                 detail,

@@ -120,6 +120,7 @@ impl PlainLines {
                 step,
                 status,
                 detail,
+                commits,
             } => {
                 out.fmt(format_args!(
                     "{t:>9.1}s  {}: {}",
@@ -129,6 +130,10 @@ impl PlainLines {
                 match detail {
                     Some(d) => out.fmt(format_args!(" ({})\n", Clean(d))),
                     None => out.bytes(b"\n"),
+                }
+                // What was fetched, so the operator can check it is what was merged.
+                for c in commits {
+                    out.fmt(format_args!("{:>12}{}\n", "", Clean(c)));
                 }
             }
             Event::StageStarted { stage, servers } => out.fmt(format_args!(

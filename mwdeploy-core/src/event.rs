@@ -167,7 +167,8 @@ pub enum Event {
         /// The operator.
         user: Option<String>,
     },
-    /// A preparation step: the staging canary, the preflight pool check.
+    /// A preparation step: staging's pulls, patches, l10n and sync, the staging canary,
+    /// the preflight pool check.
     PrepStep {
         /// Which step (`staging_canary`, `pool_preflight`).
         step: String,
@@ -176,6 +177,9 @@ pub enum Event {
         /// What was seen.
         #[serde(skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
+        /// A pull's incoming commits (`<short hash> <subject>`), oldest first.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        commits: Vec<String>,
     },
     /// A stage starts.
     StageStarted {

@@ -13,6 +13,7 @@ impl Rollout {
         if self.plan.staging.is_some() {
             self.phase = Phase::Staging;
             self.events.push_back(Event::PrepStep {
+                commits: Vec::new(),
                 step: "staging_canary".into(),
                 status: PrepStatus::Running,
                 detail: None,
@@ -33,6 +34,7 @@ impl Rollout {
         if self.plan.preflight && self.plan.servers.iter().any(|s| s.pooled) {
             self.phase = Phase::Preflight;
             self.events.push_back(Event::PrepStep {
+                commits: Vec::new(),
                 step: "pool_preflight".into(),
                 status: PrepStatus::Running,
                 detail: None,
@@ -74,6 +76,7 @@ impl Rollout {
         if ok {
             self.staging_attempt = 0;
             self.events.push_back(Event::PrepStep {
+                commits: Vec::new(),
                 step: "staging_canary".into(),
                 status: PrepStatus::Ok,
                 detail: None,
@@ -83,6 +86,7 @@ impl Rollout {
         let attempts = self.plan.policy.canary.attempts;
         if self.staging_attempt < attempts {
             self.events.push_back(Event::PrepStep {
+                commits: Vec::new(),
                 step: "staging_canary".into(),
                 status: PrepStatus::Running,
                 detail: Some(format!(
@@ -98,6 +102,7 @@ impl Rollout {
         let detail = format!("staging canary failed after {attempts} attempts: {detail}");
         if self.plan.policy.force {
             self.events.push_back(Event::PrepStep {
+                commits: Vec::new(),
                 step: "staging_canary".into(),
                 status: PrepStatus::Warned,
                 detail: Some(format!("{detail} (--force: going on)")),
@@ -105,6 +110,7 @@ impl Rollout {
             self.after_staging(now);
         } else {
             self.events.push_back(Event::PrepStep {
+                commits: Vec::new(),
                 step: "staging_canary".into(),
                 status: PrepStatus::Failed,
                 detail: Some(detail.clone()),
@@ -119,6 +125,7 @@ impl Rollout {
             Outcome::Failed(e) => {
                 let detail = format!("could not read the pool: {e}");
                 self.events.push_back(Event::PrepStep {
+                    commits: Vec::new(),
                     step: "pool_preflight".into(),
                     status: PrepStatus::Failed,
                     detail: Some(detail.clone()),
@@ -167,6 +174,7 @@ impl Rollout {
                 parts.join(", ")
             );
             self.events.push_back(Event::PrepStep {
+                commits: Vec::new(),
                 step: "pool_preflight".into(),
                 status: PrepStatus::Failed,
                 detail: Some(detail.clone()),
@@ -210,6 +218,7 @@ impl Rollout {
                 detail.unwrap_or_default()
             );
             self.events.push_back(Event::PrepStep {
+                commits: Vec::new(),
                 step: "pool_preflight".into(),
                 status: PrepStatus::Failed,
                 detail: Some(detail.clone()),
@@ -217,6 +226,7 @@ impl Rollout {
             return self.refuse(now, detail);
         }
         self.events.push_back(Event::PrepStep {
+            commits: Vec::new(),
             step: "pool_preflight".into(),
             status: if force && detail.is_some() {
                 PrepStatus::Warned
