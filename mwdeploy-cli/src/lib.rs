@@ -17,12 +17,14 @@
 //! - `dry_run`: `--dry-run`, the checked request printed.
 //! - `deploy`: the deploy runner (`--rsync`): lock, journal, staging sync, the engine's
 //!   driver against HAProxy, rsync, the canary and the hooks.
+//! - `adapters`: the engine's ports built from the config (HAProxy, rsync, canary, hooks).
 //! - `simulate`: `mwdeploy simulate`.
 //! - `render`: events as plain or JSON lines.
 //! - `output`: a locked, buffered stdout that ends quietly on a closed pipe.
 //! - [`exit`]: the exit codes.
 #![warn(missing_docs)]
 
+mod adapters;
 mod cli;
 mod config;
 mod deploy;

@@ -1,0 +1,157 @@
+//! The engine's ports built from the config: HAProxy on every proxy, rsync, the canary
+//! and the hooks, shared by the deploy and the operations subcommands.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use mwdeploy_canary::{Canary, CurlCheck, ErrorRateGate};
+use mwdeploy_core::exec::Hosts;
+use mwdeploy_core::ports::{Note, Notifier, PoolControl, Progress};
+use mwdeploy_core::{HookPoint, PoolState, PortError, Server, ServerId};
+use mwdeploy_haproxy::{HaproxyConfig, HaproxyPool, Proxy, Transport};
+use mwdeploy_rsync::{Hooks, RsyncConfig, TreePath};
+
+use crate::config::{Config, StagingConfig};
+use crate::request::DeployRequest;
+
+/// The transfer's settings from the config.
+pub(crate) fn rsync_config(config: &Config) -> Result<RsyncConfig, String> {
+    let mut c = RsyncConfig::new(&config.staging_path, &config.prod_path, config.layout);
+    c.keep_releases = config.keep_releases as usize;
+    c.shared_dirs = config
+        .shared_dirs
+        .iter()
+        .map(|d| TreePath::new(d).map_err(|e| format!("shared_dirs: {e}")))
+        .collect::<Result<_, _>>()?;
+    c.excludes = config.excludes.clone();
+    c.chown = config.chown.clone();
+    c.compress = config.compress;
+    // Every server's releases sit beside its own live tree (`<prod_path>-releases`).
+    if let Some(s) = config.servers.iter().find(|s| {
+        let mut default = s.prod_path.as_os_str().to_owned();
+        default.push("-releases");
+        s.releases_dir != Path::new(&default)
+    }) {
+        return Err(format!(
+            "server {}: a releases_dir other than <prod_path>-releases is not supported by this version's runner yet",
+            s.name
+        ));
+    }
+    c.validate().map_err(|e| format!("rsync: {e}"))?;
+    Ok(c)
+}
+
+/// The hooks: the global ones, each server's (and staging's) own lists.
+pub(crate) fn hooks(
+    req: &DeployRequest,
+    hosts: Arc<Hosts>,
+    rsync: &RsyncConfig,
+) -> Result<Hooks, String> {
+    let config = &req.config;
+    let bad = |e: mwdeploy_rsync::RsyncError| format!("hooks: {e}");
+    let mut h = Hooks::new(hosts, rsync).map_err(bad)?;
+    for point in HookPoint::ALL {
+        h = h
+            .global(point, config.hooks.at(point).to_vec())
+            .map_err(bad)?;
+        for s in req.selected_servers() {
+            h = h
+                .server(s.name.clone(), point, s.hooks.at(point).to_vec())
+                .map_err(bad)?;
+        }
+        let staging = ServerId::new(StagingConfig::NAME).expect("a valid name");
+        h = h
+            .server(staging, point, config.staging.hooks.at(point).to_vec())
+            .map_err(bad)?;
+    }
+    Ok(h)
+}
+
+/// The canary (curl on each server) and the error gate, if configured.
+pub(crate) fn canary(config: &Config, hosts: Arc<Hosts>) -> Result<Canary, String> {
+    let c = &config.canary;
+    let bad = |e: mwdeploy_canary::ConfigError| format!("canary: {e}");
+    let mut curl = CurlCheck::new(&c.urls)
+        .map_err(bad)?
+        .expect_status(c.expect_status)
+        .timeout(c.timeout)
+        .follow_redirects(c.follow_redirects);
+    if let Some(vhost) = &config.canary_vhost {
+        curl = curl.host(vhost.clone()).map_err(bad)?;
+    }
+    if let Some(body) = &c.expect_body {
+        curl = curl.expect_body(body.clone());
+    }
+    let mut canary = Canary::new(hosts, curl);
+    if let Some(g) = &c.error_gate {
+        let gate = ErrorRateGate::new(g.log_file.to_string_lossy(), &g.pattern, g.threshold)
+            .map_err(bad)?
+            .sudo(config.remote_sudo);
+        canary = canary.with_gate(gate);
+    }
+    Ok(canary)
+}
+
+/// HAProxy on every proxy of the config, in every backend.
+pub(crate) fn haproxy(config: &Config, hosts: &Hosts) -> Result<HaproxyPool, String> {
+    let mut proxies = Vec::with_capacity(config.proxies.len());
+    for p in &config.proxies {
+        let bad = |e: &dyn std::fmt::Display| format!("proxy {}: {e}", p.name);
+        let transport = if p.local {
+            Transport::local(&p.socket).map_err(|e| bad(&e))?
+        } else {
+            let runner = hosts.runner(&p.to_host()).map_err(|e| bad(&e))?;
+            Transport::remote(runner, p.socket.to_string_lossy())
+                .map_err(|e| bad(&e))?
+                .sudo(config.remote_sudo)
+        };
+        proxies.push(Proxy::new(p.name.as_str(), transport).map_err(|e| bad(&e))?);
+    }
+    let c = HaproxyConfig::new(proxies, config.haproxy_backends.clone())
+        .timeouts(config.rollout.drain_timeout, config.rollout.repool_timeout);
+    HaproxyPool::new(c).map_err(|e| format!("haproxy: {e}"))
+}
+
+/// Without `--rollout` no server leaves the pool: every server is unpooled in the plan,
+/// so the machine never asks; an ask anyway is refused.
+#[derive(Debug)]
+pub(crate) struct NoPool;
+
+#[async_trait]
+impl PoolControl for NoPool {
+    async fn depool(&self, server: &Server, _: &Progress) -> Result<(), PortError> {
+        Err(PortError::misconfigured(format!(
+            "{}: no pool changes without --rollout",
+            server.id
+        )))
+    }
+    async fn repool(&self, server: &Server, _: &Progress) -> Result<(), PortError> {
+        Err(PortError::misconfigured(format!(
+            "{}: no pool changes without --rollout",
+            server.id
+        )))
+    }
+    async fn state(&self, server: &Server) -> Result<PoolState, PortError> {
+        Err(PortError::misconfigured(format!(
+            "{}: the pool is not read without --rollout",
+            server.id
+        )))
+    }
+    async fn states(&self) -> Result<Vec<(ServerId, PoolState)>, PortError> {
+        Err(PortError::misconfigured(
+            "the pool is not read without --rollout",
+        ))
+    }
+}
+
+/// No webhook configured, or `--no-log`: every note is dropped.
+#[derive(Debug)]
+pub(crate) struct NoNotifier;
+
+#[async_trait]
+impl Notifier for NoNotifier {
+    async fn notify(&self, _note: &Note) -> Result<(), PortError> {
+        Ok(())
+    }
+}
