@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages mwdeploy's tests and test fleet need:
-# HAProxy, nginx, php-fpm and php-cli, OpenSSH (server and client), rsync, curl, git, socat,
+# HAProxy, nginx, php-fpm and php-cli, OpenSSH (server and client), rsync, curl, git, patch
+# (--patch on the staging checkout), socat,
 # tmux (terminal tests of the dashboard), e2fsprogs (chattr: the test fleet's failing-disk fault)
 # and sudo (a non-root deploy user with remote_sudo).
 #
@@ -11,7 +12,7 @@
 set -euo pipefail
 
 # Package -> a command it provides (php-fpm's binary carries the PHP version: php-fpm8.2).
-packages=(haproxy nginx php-fpm php-cli openssh-server openssh-client rsync curl git socat tmux e2fsprogs sudo)
+packages=(haproxy nginx php-fpm php-cli openssh-server openssh-client rsync curl git patch socat tmux e2fsprogs sudo)
 declare -A provides=(
     [haproxy]=haproxy
     [nginx]=nginx
@@ -22,6 +23,7 @@ declare -A provides=(
     [rsync]=rsync
     [curl]=curl
     [git]=git
+    [patch]=patch
     [socat]=socat
     [tmux]=tmux
     [e2fsprogs]=chattr
