@@ -16,8 +16,16 @@ use crate::config::{Config, StagingConfig};
 use crate::request::DeployRequest;
 
 /// The transfer's settings from the config.
-pub(crate) fn rsync_config(config: &Config) -> Result<RsyncConfig, String> {
-    let mut c = RsyncConfig::new(&config.staging_path, &config.prod_path, config.layout);
+///
+/// `provision`: the source is the deploy host's own live tree (`staging.prod_path`), as
+/// it is, rather than the staging checkout.
+pub(crate) fn rsync_config(config: &Config, provision: bool) -> Result<RsyncConfig, String> {
+    let source = if provision {
+        &config.staging.prod_path
+    } else {
+        &config.staging_path
+    };
+    let mut c = RsyncConfig::new(source, &config.prod_path, config.layout);
     c.keep_releases = config.keep_releases as usize;
     c.shared_dirs = config
         .shared_dirs
@@ -56,9 +64,15 @@ pub(crate) fn hooks(
             .global(point, config.hooks.at(point).to_vec())
             .map_err(bad)?;
         for s in req.selected_servers() {
-            h = h
-                .server(s.name.clone(), point, s.hooks.at(point).to_vec())
-                .map_err(bad)?;
+            let mut list = s.hooks.at(point).to_vec();
+            // --l10n: first at its point on every server (staging runs it as a step of
+            // its own).
+            if let (true, Some(cmd)) = (req.work.l10n, &config.l10n_command) {
+                if point == crate::prepare::l10n_point(config.layout) {
+                    list.insert(0, crate::prepare::l10n_argv(cmd, config.layout));
+                }
+            }
+            h = h.server(s.name.clone(), point, list).map_err(bad)?;
         }
         let staging = ServerId::new(StagingConfig::NAME).expect("a valid name");
         h = h
@@ -72,17 +86,7 @@ pub(crate) fn hooks(
 pub(crate) fn canary(config: &Config, hosts: Arc<Hosts>) -> Result<Canary, String> {
     let c = &config.canary;
     let bad = |e: mwdeploy_canary::ConfigError| format!("canary: {e}");
-    let mut curl = CurlCheck::new(&c.urls)
-        .map_err(bad)?
-        .expect_status(c.expect_status)
-        .timeout(c.timeout)
-        .follow_redirects(c.follow_redirects);
-    if let Some(vhost) = &config.canary_vhost {
-        curl = curl.host(vhost.clone()).map_err(bad)?;
-    }
-    if let Some(body) = &c.expect_body {
-        curl = curl.expect_body(body.clone());
-    }
+    let curl = canary_curl(config).map_err(bad)?;
     let mut canary = Canary::new(hosts, curl);
     if let Some(g) = &c.error_gate {
         let gate = ErrorRateGate::new(g.log_file.to_string_lossy(), &g.pattern, g.threshold)
@@ -91,6 +95,22 @@ pub(crate) fn canary(config: &Config, hosts: Arc<Hosts>) -> Result<Canary, Strin
         canary = canary.with_gate(gate);
     }
     Ok(canary)
+}
+
+/// The canary's curl check (the config's URLs, vhost, status and body).
+pub(crate) fn canary_curl(config: &Config) -> Result<CurlCheck, mwdeploy_canary::ConfigError> {
+    let c = &config.canary;
+    let mut curl = CurlCheck::new(&c.urls)?
+        .expect_status(c.expect_status)
+        .timeout(c.timeout)
+        .follow_redirects(c.follow_redirects);
+    if let Some(vhost) = &config.canary_vhost {
+        curl = curl.host(vhost.clone())?;
+    }
+    if let Some(body) = &c.expect_body {
+        curl = curl.expect_body(body.clone());
+    }
+    Ok(curl)
 }
 
 /// HAProxy on every proxy of the config, in every backend.

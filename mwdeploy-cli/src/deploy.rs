@@ -1,37 +1,42 @@
 //! The deploy runner: a checked [`DeployRequest`] run against the real fleet.
 //!
 //! ```text
-//!  lock (state_dir) ──> deploy id = release id ──> journal (critical subscriber)
+//!  proxies reachable (--rollout) ──> lock (state_dir) ──> deploy id = release id
+//!        │                             journal (critical subscriber), log file
+//!        ▼
+//!  deploy_started, then staging (prepare): pulls, patches, sync to staging's live
+//!  tree, l10n, staging hooks                                    (prep_step records)
 //!        │
 //!        ▼
-//!  staging: rsync staging_path -> staging live tree, staging hooks   (prep_step records)
-//!        │
-//!        ▼
-//!  Driver(Rollout(plan)) on a current-thread tokio runtime
-//!     ports: HaproxyPool (--rollout) | no pool changes, RsyncTransfer, Canary, Hooks,
-//!            webhooks (Discord, Slack; none with --no-log)
+//!  Driver(Rollout(plan)) on a current-thread tokio runtime: staging's canary, then
+//!  the servers
+//!     ports: HaproxyPool (--rollout) | no pool changes, RsyncTransfer (whole tree or
+//!            the pulled subtrees), Canary, Hooks (with --l10n), webhooks (Discord,
+//!            Slack; none with --no-log)
 //!     records ──> journal, log_file (not with --no-log), and a channel ──> plain
 //!                 lines | JSON lines on stdout
 //!     prompts  <── the operator on a terminal, else "no"
-//!     SIGINT / SIGTERM ──> interrupt (servers put back, exit 130); SIGHUP ignored
+//!     SIGINT / SIGTERM ──> staging stops between steps; the engine stops gracefully
+//!                          (servers put back, exit 130); SIGHUP ignored
 //! ```
-//!
-//! Only `--rsync` (the whole staging tree, no pulls) runs here for now.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{IsTerminal, Write};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use mwdeploy_core::driver::{ChannelSubscriber, Driver, DriverHandle, Ports, Subscriber};
+use mwdeploy_core::driver::{
+    ChannelSubscriber, Driver, DriverHandle, Ports, Subscriber, SubscriberError,
+};
 use mwdeploy_core::event::{PrepStatus, Record};
 use mwdeploy_core::exec::Hosts;
 use mwdeploy_core::journal::Journal;
 use mwdeploy_core::lock::{DeployLock, Holder, LockError};
-use mwdeploy_core::ports::{Hook, Notifier, PoolControl, Progress, Transfer};
-use mwdeploy_core::{Decision, Event, HookPoint, ReleaseId, Rollout, Server, Summary};
-use mwdeploy_rsync::{DeployInfo, RsyncTransfer};
+use mwdeploy_core::ports::{Notifier, PoolControl};
+use mwdeploy_core::{Decision, Event, Layout, ReleaseId, Rollout, Server, Summary};
+use mwdeploy_rsync::{DeployInfo, RsyncConfig, RsyncTransfer, Scope as TransferScope, TreePath};
 use tokio::sync::mpsc;
 
 use crate::adapters::{canary, haproxy, hooks, rsync_config, NoNotifier, NoPool};
@@ -40,21 +45,12 @@ use crate::exit;
 use crate::log_file::LogFile;
 use crate::notify::{Curl, Webhooks};
 use crate::output::Output;
+use crate::prepare::{self, Prep, Show, Stopped};
 use crate::render::{JsonLines, PlainLines};
-use crate::request::{DeployRequest, OutputMode, Work};
+use crate::request::{DeployRequest, OutputMode, SyncScope};
 
 /// How long a prompt on the terminal waits for an answer (no answer: no).
 const PROMPT_WAIT: Duration = Duration::from_secs(300);
-
-/// Whether this runner can do `work`: `--rsync` alone (no pulls, patches, l10n or
-/// provisioning yet).
-pub(crate) fn supports(work: &Work) -> bool {
-    *work
-        == Work {
-            rsync: true,
-            ..Work::default()
-        }
-}
 
 /// Runs the deploy `req` asks for; returns the exit code (0, 1, 3 or 130).
 pub(crate) fn run<W: Write>(req: &DeployRequest, out: &mut Output<W>) -> Result<i32, CliError> {
@@ -119,36 +115,26 @@ impl Printer {
     }
 }
 
-/// A deploy-wide step before the machine starts (the staging sync), recorded in the
-/// journal and shown.
-struct Prep<'a, W: Write> {
-    deploy: &'a str,
-    journal: &'a mut Journal,
-    log: &'a mut Option<LogFile>,
-    printer: &'a mut Printer,
-    out: &'a mut Output<W>,
+impl<W: Write> Show for (&mut Printer, &mut Output<W>) {
+    fn show(&mut self, record: &Record) {
+        self.0.show(self.1, record);
+    }
 }
 
-impl<W: Write> Prep<'_, W> {
-    fn step(&mut self, step: &str, status: PrepStatus, detail: Option<String>) {
-        let record = Record {
-            ts: SystemTime::now(),
-            deploy: self.deploy.to_string(),
-            event: Event::PrepStep {
-                commits: Vec::new(),
-                step: step.to_string(),
-                status,
-                detail,
-            },
-        };
-        if let Err(e) = self.journal.append(&record) {
-            eprintln!("mwdeploy: journal: {e}");
+/// Passes records on to `S`, all but the machine's `deploy_started`: the runner records
+/// its own first, before the staging steps, so the journal starts with it.
+struct AfterStart<S>(S);
+
+impl<S: Subscriber> Subscriber for AfterStart<S> {
+    fn record(&mut self, record: &Record) -> Result<(), SubscriberError> {
+        if matches!(record.event, Event::DeployStarted { .. }) {
+            return Ok(());
         }
-        if let Some(log) = self.log.as_mut() {
-            // Not critical; the log file warns once itself.
-            let _ = log.record(&record);
-        }
-        self.printer.show(self.out, &record);
+        self.0.record(record)
+    }
+
+    fn is_critical(&self) -> bool {
+        self.0.is_critical()
     }
 }
 
@@ -163,6 +149,43 @@ async fn deploy<W: Write>(
         eprintln!("mwdeploy: refused: {what}: {e}");
         Ok(exit::REFUSED)
     };
+    let hosts = match Hosts::new(config.ssh_defaults()) {
+        Ok(h) => Arc::new(h),
+        Err(e) => return refused("cannot prepare ssh", &e),
+    };
+    let rsync = rsync_config(config, req.work.provision).map_err(CliError::Usage)?;
+    let hooks = Arc::new(hooks(req, hosts.clone(), &rsync).map_err(CliError::Usage)?);
+    let canary = canary(config, hosts.clone()).map_err(CliError::Usage)?;
+    let pool: Arc<dyn PoolControl> = if req.rollout {
+        let pool = haproxy(config, &hosts).map_err(CliError::Usage)?;
+        // Every proxy must answer before anything changes, also with --force (which
+        // skips only the check that every target is UP).
+        let unreachable: Vec<String> = pool
+            .status()
+            .await
+            .proxies
+            .into_iter()
+            .filter_map(|p| p.error.map(|e| e.to_string()))
+            .collect();
+        if !unreachable.is_empty() {
+            for e in &unreachable {
+                eprintln!("mwdeploy: {e}");
+            }
+            hosts.close().await;
+            return refused(
+                "a proxy is unreachable",
+                &"nothing was touched; every proxy must confirm each pool change",
+            );
+        }
+        Arc::new(pool)
+    } else {
+        eprintln!(
+            "mwdeploy: without --rollout the servers stay pooled: they serve while their \
+             tree is updated"
+        );
+        Arc::new(NoPool)
+    };
+
     let mut journal = match Journal::create(&config.state_dir, deploy_id) {
         Ok(j) => j,
         Err(e) => return refused("cannot open the journal", &e),
@@ -182,33 +205,10 @@ async fn deploy<W: Write>(
             }
         }
     };
-    let hosts = match Hosts::new(config.ssh_defaults()) {
-        Ok(h) => Arc::new(h),
-        Err(e) => return refused("cannot prepare ssh", &e),
-    };
-    let rsync = match rsync_config(config) {
-        Ok(c) => c,
-        Err(e) => return Err(CliError::Usage(e)),
-    };
-    let transfer = Arc::new(
-        RsyncTransfer::new(rsync.clone(), hosts.clone(), DeployInfo::new(deploy_id))
-            .map_err(|e| CliError::Usage(format!("rsync: {e}")))?,
-    );
-    let hooks = Arc::new(hooks(req, hosts.clone(), &rsync).map_err(CliError::Usage)?);
-    let canary = canary(config, hosts.clone()).map_err(CliError::Usage)?;
-    let pool: Arc<dyn PoolControl> = if req.rollout {
-        Arc::new(haproxy(config, &hosts).map_err(CliError::Usage)?)
-    } else {
-        eprintln!(
-            "mwdeploy: without --rollout the servers stay pooled: they serve while their \
-             release is switched"
-        );
-        Arc::new(NoPool)
-    };
-
     let mut printer = Printer::new(req.output, deploy_id);
     let mut plan = req.plan(deploy_id, release.clone());
-    if !req.rollout {
+    if !req.rollout || req.work.provision {
+        // New servers are not UP yet; without --rollout the pool is not read.
         plan.preflight = false;
     }
     for s in &mut plan.servers {
@@ -219,7 +219,59 @@ async fn deploy<W: Write>(
         s.clone()
     });
 
-    // Signals: from here on an interrupt reaches the machine (queued until it runs).
+    // SIGINT and SIGTERM: between staging steps, the deploy stops before production;
+    // once the engine runs, it stops gracefully.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let engine: Arc<Mutex<Option<DriverHandle>>> = Arc::default();
+    let signals = tokio::spawn(watch_signals(interrupted.clone(), engine.clone()));
+
+    let scope = {
+        let mut show = (&mut printer, &mut *out);
+        let mut prep = Prep {
+            deploy: deploy_id,
+            journal: &mut journal,
+            log: &mut log,
+            show: &mut show,
+            interrupted: &interrupted,
+        };
+        prep.record(Event::started(&plan));
+        let prepared = prepare_staging(
+            &mut prep,
+            req,
+            &rsync,
+            &hosts,
+            &hooks,
+            staging.as_ref(),
+            &plan,
+            &release,
+        )
+        .await;
+        match prepared {
+            Ok(scope) => scope,
+            Err(stopped) => {
+                signals.abort();
+                hosts.close().await;
+                return Ok(match stopped {
+                    Stopped::Interrupted => {
+                        eprintln!("mwdeploy: interrupted before any production server was touched");
+                        exit::INTERRUPTED
+                    }
+                    Stopped::Failed(e) => {
+                        eprintln!(
+                            "mwdeploy: refused: staging: {e}; no production server was touched"
+                        );
+                        exit::REFUSED
+                    }
+                });
+            }
+        }
+    };
+    let transfer = Arc::new(
+        RsyncTransfer::new(rsync.clone(), hosts.clone(), scope.info)
+            .and_then(|t| t.with_scope(scope.fleet))
+            .map_err(|e| CliError::Usage(format!("rsync: {e}")))?,
+    );
+
     let notifier: Arc<dyn Notifier> = if req.no_log {
         Arc::new(NoNotifier)
     } else {
@@ -238,40 +290,28 @@ async fn deploy<W: Write>(
     };
     let (driver, handle) = Driver::new(Ports {
         pool,
-        transfer: transfer.clone(),
+        transfer,
         health: Arc::new(canary),
         hooks: hooks.clone(),
         notifier,
     });
-    let signals = tokio::spawn(watch_signals(handle.clone()));
-
-    if let Some(staging) = &staging {
-        let mut prep = Prep {
-            deploy: deploy_id,
-            journal: &mut journal,
-            log: &mut log,
-            printer: &mut printer,
-            out,
-        };
-        if let Err(e) = sync_staging(&mut prep, &*transfer, &*hooks, staging, &release).await {
-            if req.force {
-                eprintln!("mwdeploy: warning: staging: {e} (--force: going on)");
-            } else {
-                signals.abort();
-                eprintln!("mwdeploy: refused: staging: {e}; no production server was touched");
-                return Ok(exit::REFUSED);
-            }
+    {
+        let mut engine = engine.lock().unwrap_or_else(|e| e.into_inner());
+        *engine = Some(handle.clone());
+        // An interrupt during staging's last step reaches the machine at once.
+        if interrupted.load(Ordering::SeqCst) {
+            handle.interrupt();
         }
     }
 
     let rollout = Rollout::new(plan, tokio::time::Instant::now().into_std())
         .map_err(|e| CliError::Usage(format!("invalid rollout plan: {e}")))?;
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut driver = driver.subscribe(journal);
+    let mut driver = driver.subscribe(AfterStart(journal));
     if let Some(log) = log {
-        driver = driver.subscribe(log);
+        driver = driver.subscribe(AfterStart(log));
     }
-    let driver = driver.subscribe(ChannelSubscriber(tx));
+    let driver = driver.subscribe(AfterStart(ChannelSubscriber(tx)));
     let interactive = req.output != OutputMode::Json
         && std::io::stdin().is_terminal()
         && std::io::stderr().is_terminal();
@@ -306,6 +346,118 @@ async fn deploy<W: Write>(
         eprintln!("mwdeploy: refused: {why}");
     }
     Ok(report.exit_code)
+}
+
+/// What the servers' transfer copies, and what their manifests record.
+struct Scope {
+    fleet: TransferScope,
+    info: DeployInfo,
+}
+
+/// Staging's work before production: pulls and patches on the checkout, the sync to
+/// staging's live tree with its hooks and l10n. Returns the servers' transfer scope
+/// (the whole tree, or the subtrees pulled on top of the fleet's latest release).
+#[allow(clippy::too_many_arguments)]
+async fn prepare_staging(
+    prep: &mut Prep<'_>,
+    req: &DeployRequest,
+    rsync: &RsyncConfig,
+    hosts: &Arc<Hosts>,
+    hooks: &Arc<mwdeploy_rsync::Hooks>,
+    staging: Option<&Server>,
+    plan: &mwdeploy_core::Plan,
+    release: &ReleaseId,
+) -> Result<Scope, Stopped> {
+    let config = &req.config;
+    let mut info = DeployInfo::new(plan.deploy_id.clone());
+    let versions = if req.work.uses_versions() {
+        match prepare::versions(req) {
+            Ok(v) => v,
+            Err(e) => {
+                prep.step("versions", PrepStatus::Failed, Some(e.clone()), Vec::new());
+                return Err(Stopped::Failed(e));
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    if !req.work.rsync && !req.work.provision {
+        let pulled = prepare::checkout(prep, req, &versions).await?;
+        for (repo, commit) in pulled.commits {
+            info = info.commit(repo, commit);
+        }
+    }
+    let subtrees = match req.work.sync_scope(&versions) {
+        SyncScope::Whole => None,
+        SyncScope::Paths(paths) => Some(
+            paths
+                .iter()
+                .map(|p| TreePath::new(&p.to_string_lossy()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Stopped::Failed(format!("sync scope: {e}")))?,
+        ),
+    };
+    // A targeted copy builds on the live release: staging's own, and the fleet's latest.
+    let scope_for = |base: Option<ReleaseId>| match &subtrees {
+        None => TransferScope::Full,
+        Some(paths) => TransferScope::subtrees(paths.clone(), base),
+    };
+    let probe = RsyncTransfer::new(rsync.clone(), hosts.clone(), info.clone())
+        .map_err(|e| Stopped::Failed(format!("rsync: {e}")))?;
+    let releases = config.layout == Layout::Releases && subtrees.is_some();
+    if let Some(staging) = staging {
+        let base = if releases {
+            probe
+                .latest_release(std::slice::from_ref(staging))
+                .await
+                .map_err(|e| {
+                    prep.fail_step(
+                        "staging_sync",
+                        format!("cannot read staging's releases: {e}"),
+                    )
+                })?
+        } else {
+            None
+        };
+        let transfer = RsyncTransfer::new(rsync.clone(), hosts.clone(), info.clone())
+            .and_then(|t| t.with_scope(scope_for(base)))
+            .map_err(|e| prep.fail_step("staging_sync", format!("rsync: {e}")))?;
+        let l10n = match (&config.l10n_command, req.work.l10n) {
+            (Some(cmd), true) => {
+                let point = prepare::l10n_point(config.layout);
+                Some(
+                    mwdeploy_rsync::Hooks::new(hosts.clone(), rsync)
+                        .and_then(|h| h.global(point, vec![prepare::l10n_argv(cmd, config.layout)]))
+                        .map_err(|e| prep.fail_step("l10n", format!("l10n_command: {e}")))?,
+                )
+            }
+            _ => None,
+        };
+        prepare::sync_staging(
+            prep,
+            &transfer,
+            &**hooks,
+            l10n.as_ref().map(|h| h as &dyn mwdeploy_core::ports::Hook),
+            staging,
+            release,
+            config.layout,
+        )
+        .await?;
+    }
+    let fleet_base = if releases {
+        probe.latest_release(&plan.servers).await.map_err(|e| {
+            prep.fail_step(
+                "fleet_releases",
+                format!("cannot read the servers' releases: {e}"),
+            )
+        })?
+    } else {
+        None
+    };
+    Ok(Scope {
+        fleet: scope_for(fleet_base),
+        info,
+    })
 }
 
 /// `✓ N succeeded   ✗ N failed   – N skipped/rolled back` (`! N warned` when any).
@@ -343,8 +495,10 @@ fn ask(handle: &DriverHandle, question: &str, interactive: bool) {
     });
 }
 
-/// SIGINT and SIGTERM stop the deploy gracefully; SIGHUP is taken and ignored.
-async fn watch_signals(handle: DriverHandle) {
+/// SIGINT and SIGTERM stop the deploy gracefully: `interrupted` is set (staging stops
+/// between steps) and the engine, once it runs, is asked to stop. SIGHUP is taken and
+/// ignored: the deploy carries on without its terminal.
+async fn watch_signals(interrupted: Arc<AtomicBool>, engine: Arc<Mutex<Option<DriverHandle>>>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
@@ -356,51 +510,13 @@ async fn watch_signals(handle: DriverHandle) {
     };
     loop {
         tokio::select! {
-            _ = int.recv() => { handle.interrupt(); }
-            _ = term.recv() => { handle.interrupt(); }
-            _ = hup.recv() => {}
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+            _ = hup.recv() => continue,
+        }
+        interrupted.store(true, Ordering::SeqCst);
+        if let Some(h) = engine.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            h.interrupt();
         }
     }
-}
-
-/// Syncs `staging_path` into staging's live tree with the servers' transfer, and runs
-/// staging's `post_copy` and `post_activate` hooks; the machine then runs its canary.
-async fn sync_staging<W: Write>(
-    prep: &mut Prep<'_, W>,
-    transfer: &dyn Transfer,
-    hooks: &dyn Hook,
-    staging: &Server,
-    release: &ReleaseId,
-) -> Result<(), String> {
-    let progress = Progress::new(staging.id.clone(), "staging_sync", |_, _, _| {});
-    prep.step("staging_sync", PrepStatus::Running, None);
-    let synced = async {
-        transfer.copy(staging, release, &progress).await?;
-        if staging.hooks.contains(HookPoint::PostCopy) {
-            hooks
-                .run(staging, HookPoint::PostCopy, release, &progress)
-                .await?;
-        }
-        transfer.activate(staging, release, &progress).await
-    }
-    .await;
-    if let Err(e) = synced {
-        let detail = format!("sync failed: {e}");
-        prep.step("staging_sync", PrepStatus::Failed, Some(detail.clone()));
-        return Err(detail);
-    }
-    prep.step("staging_sync", PrepStatus::Ok, None);
-    if staging.hooks.contains(HookPoint::PostActivate) {
-        prep.step("staging_hooks", PrepStatus::Running, None);
-        if let Err(e) = hooks
-            .run(staging, HookPoint::PostActivate, release, &progress)
-            .await
-        {
-            let detail = format!("post_activate failed: {e}");
-            prep.step("staging_hooks", PrepStatus::Failed, Some(detail.clone()));
-            return Err(detail);
-        }
-        prep.step("staging_hooks", PrepStatus::Ok, None);
-    }
-    Ok(())
 }

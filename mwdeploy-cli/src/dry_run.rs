@@ -1,23 +1,32 @@
 //! `mwdeploy ... --dry-run`: the checked request, printed; nothing is locked, fetched or
 //! changed.
 //!
-//! For now it shows what staging gets (pulls, patches, l10n, the sync and its canary),
-//! the servers with how each is reached and checked, the policy, and the stages the
-//! engine computes. The pool state and each step's exact commands come with the runner.
+//! It shows what staging gets (pulls, patches, l10n, the sync and its canary), the
+//! servers with how each is reached and checked, the policy, the stages the engine
+//! computes, the commands each step runs on the first server, and then the pool state
+//! as the proxies report it (read only). With `--rollout`, an unreachable proxy, or
+//! (without `--force`) a selected server that is not UP, makes the exit code 3: the
+//! deploy would be refused.
 
 use std::io::Write;
 use std::time::Duration;
 
+use mwdeploy_core::exec::{shell_join, Hosts};
 use mwdeploy_core::model::{CanaryTarget, HookPoint};
 use mwdeploy_core::plan::{FailureBudget, OnFailure, Policy};
+use mwdeploy_core::{PoolState, ReleaseId};
+use mwdeploy_rsync::{DeployInfo, RsyncTransfer};
 use serde_json::{json, Value};
 
+use crate::adapters::{canary_curl, haproxy, rsync_config};
 use crate::config::{Config, ServerConfig};
 use crate::error::CliError;
 use crate::exit;
 use crate::output::Output;
 use crate::render::{count, Clean};
 use crate::request::{DeployRequest, OutputMode, SyncScope, Versions};
+use crate::staging::git::{Git, PullSpec};
+use crate::staging::patch;
 
 /// Prints `req` (plain text, or one JSON object under `--json`); returns the exit code.
 pub(crate) fn run<W: Write>(req: &DeployRequest, out: &mut Output<W>) -> Result<i32, CliError> {
@@ -33,12 +42,270 @@ pub(crate) fn run<W: Write>(req: &DeployRequest, out: &mut Output<W>) -> Result<
                 .collect()
         })
         .collect();
+    let steps = servers
+        .first()
+        .map(|s| step_commands(req, s))
+        .transpose()
+        .map_err(CliError::Usage)?
+        .unwrap_or_default();
+    let pool = read_pool(req);
     if req.output == OutputMode::Json {
-        json_plan(req, &servers, &stage_names, out);
+        json_plan(req, &servers, &stage_names, &steps, pool.as_ref(), out);
     } else {
-        text_plan(req, &servers, &stage_names, out);
+        text_plan(req, &servers, &stage_names, &steps, out);
+        if let Some(pool) = &pool {
+            text_pool(pool, out);
+        }
     }
-    Ok(exit::OK)
+    Ok(match pool {
+        Some(p)
+            if req.rollout
+                && (!p.unreachable.is_empty() || (!req.force && !p.not_up.is_empty())) =>
+        {
+            exit::REFUSED
+        }
+        _ => exit::OK,
+    })
+}
+
+/// The pool as the proxies report it, for the selected pooled servers.
+#[derive(Debug)]
+struct PoolRead {
+    /// `(proxy, backend, server, HAProxy's status, sessions)`.
+    rows: Vec<(String, String, String, String, u64)>,
+    /// `(proxy, why)`.
+    unreachable: Vec<(String, String)>,
+    /// Selected pooled servers not UP somewhere: `server on proxy/backend: status`.
+    not_up: Vec<String>,
+}
+
+/// Reads every proxy's view of the selected pooled servers (nothing is changed). `None`
+/// when the config lists no proxy or no selected server is pooled.
+fn read_pool(req: &DeployRequest) -> Option<PoolRead> {
+    let c = &req.config;
+    let names: Vec<(String, &str)> = req
+        .selected_servers()
+        .filter(|s| s.pooled)
+        .map(|s| {
+            let in_backend = s.haproxy_server.as_ref().unwrap_or(&s.name).to_string();
+            (in_backend, s.name.as_str())
+        })
+        .collect();
+    if c.proxies.is_empty() || names.is_empty() {
+        return None;
+    }
+    let mut read = PoolRead {
+        rows: Vec::new(),
+        unreachable: Vec::new(),
+        not_up: Vec::new(),
+    };
+    let status = Hosts::new(c.ssh_defaults())
+        .map_err(|e| e.to_string())
+        .and_then(|hosts| {
+            let pool = haproxy(c, &hosts)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            Ok(rt.block_on(async {
+                let status = pool.status().await;
+                hosts.close().await;
+                status
+            }))
+        });
+    let status = match status {
+        Ok(s) => s,
+        Err(e) => {
+            read.unreachable.push(("(all)".to_string(), e));
+            return Some(read);
+        }
+    };
+    for proxy in &status.proxies {
+        if let Some(e) = &proxy.error {
+            read.unreachable.push((proxy.proxy.clone(), e.to_string()));
+            continue;
+        }
+        for backend in &proxy.backends {
+            for (in_backend, name) in &names {
+                match backend.servers.iter().find(|s| &s.server == in_backend) {
+                    Some(s) => {
+                        read.rows.push((
+                            proxy.proxy.clone(),
+                            backend.backend.clone(),
+                            name.to_string(),
+                            s.status.clone(),
+                            s.sessions,
+                        ));
+                        if s.state != PoolState::Up {
+                            read.not_up.push(format!(
+                                "{name} on {}/{}: {}",
+                                proxy.proxy, backend.backend, s.status
+                            ));
+                        }
+                    }
+                    None => {
+                        read.rows.push((
+                            proxy.proxy.clone(),
+                            backend.backend.clone(),
+                            name.to_string(),
+                            "not in the backend".to_string(),
+                            0,
+                        ));
+                        read.not_up.push(format!(
+                            "{name} on {}/{}: not in the backend",
+                            proxy.proxy, backend.backend
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Some(read)
+}
+
+fn text_pool<W: Write>(p: &PoolRead, out: &mut Output<W>) {
+    let mut s = String::from(
+        "
+pool state (read now):
+",
+    );
+    for (proxy, backend, server, status, sessions) in &p.rows {
+        s.push_str(&format!(
+            "  {proxy} {backend}/{server}: {} ({})\n",
+            Clean(status),
+            count(*sessions as usize, "session")
+        ));
+    }
+    for (_, why) in &p.unreachable {
+        s.push_str(&format!(
+            "  unreachable: {}; the deploy would be refused (exit 3)\n",
+            Clean(why)
+        ));
+    }
+    if !p.not_up.is_empty() {
+        s.push_str(&format!(
+            "  not UP: {}; without --force the deploy would be refused (exit 3)\n",
+            p.not_up.join("; ")
+        ));
+    }
+    out.bytes(s.as_bytes());
+}
+
+/// The commands each step runs on `server`, in order: `(step, command)`.
+fn step_commands(req: &DeployRequest, srv: &ServerConfig) -> Result<Vec<(String, String)>, String> {
+    let c = &req.config;
+    let mut steps = Vec::new();
+    let server = srv.to_server();
+    let in_backend = srv.haproxy_server.as_ref().unwrap_or(&srv.name).to_string();
+    let on_proxies = |what: &str| -> Vec<(String, String)> {
+        let mut v = Vec::new();
+        for p in &c.proxies {
+            let via = if p.local {
+                format!("socket {}", p.socket.display())
+            } else {
+                format!(
+                    "ssh {}: socat stdio {}",
+                    p.ssh_host.as_deref().unwrap_or(p.name.as_str()),
+                    p.socket.display()
+                )
+            };
+            for b in &c.haproxy_backends {
+                v.push((
+                    format!("{what} on {}", p.name),
+                    format!(
+                        "set server {b}/{in_backend} state {what_state} ({via})",
+                        what_state = if what == "depool" {
+                            "drain, then maint"
+                        } else {
+                            "ready"
+                        }
+                    ),
+                ));
+            }
+        }
+        v
+    };
+    let rollout = req.rollout && srv.pooled;
+    let hosts = Hosts::new(c.ssh_defaults()).map_err(|e| format!("ssh: {e}"))?;
+    let rsync = rsync_config(c, req.work.provision)?;
+    let transfer = RsyncTransfer::new(rsync, std::sync::Arc::new(hosts), DeployInfo::new("plan"))
+        .map_err(|e| format!("rsync: {e}"))?;
+    let release = ReleaseId::at(std::time::SystemTime::now(), "plan").expect("a valid suffix");
+    let copy = shell_join(
+        &transfer
+            .copy_argv(&server, &release)
+            .map_err(|e| format!("rsync: {e}"))?,
+    );
+    let hooks = |point: HookPoint, steps: &mut Vec<(String, String)>| {
+        let own = srv.hooks.at(point);
+        let list = if own.is_empty() {
+            c.hooks.at(point)
+        } else {
+            own
+        };
+        for argv in list {
+            steps.push((point.to_string(), argv_text(argv)));
+        }
+    };
+    match c.layout {
+        mwdeploy_core::Layout::Releases => {
+            steps.push(("copy (pooled, beside the live tree)".to_string(), copy));
+            if req.work.l10n {
+                if let Some(cmd) = &c.l10n_command {
+                    steps.push((
+                        "post_copy (l10n, on the new release)".to_string(),
+                        argv_text(cmd),
+                    ));
+                }
+            }
+            hooks(HookPoint::PostCopy, &mut steps);
+            if rollout {
+                hooks(HookPoint::PreDepool, &mut steps);
+                steps.extend(on_proxies("depool"));
+            }
+            steps.push((
+                "activate".to_string(),
+                format!(
+                    "switch {} to the new release in {} (one `mv -T` of a symlink)",
+                    srv.prod_path.display(),
+                    srv.releases_dir.display()
+                ),
+            ));
+        }
+        mwdeploy_core::Layout::Inplace => {
+            if rollout {
+                hooks(HookPoint::PreDepool, &mut steps);
+                steps.extend(on_proxies("depool"));
+            }
+            steps.push(("copy into the live tree".to_string(), copy));
+            if req.work.l10n {
+                if let Some(cmd) = &c.l10n_command {
+                    steps.push(("l10n".to_string(), argv_text(cmd)));
+                }
+            }
+        }
+    }
+    hooks(HookPoint::PostActivate, &mut steps);
+    match &srv.canary {
+        CanaryTarget::Command(argv) => steps.push(("canary".to_string(), argv_text(argv))),
+        other => {
+            let urls = match other {
+                CanaryTarget::Urls(u) => u.clone(),
+                _ => c.canary.urls.clone(),
+            };
+            let curl = canary_curl(c).map_err(|e| format!("canary: {e}"))?;
+            for u in &urls {
+                // curl's --write-out holds a newline: one line per step.
+                let argv = shell_join(&curl.argv(u)).replace('\n', "\\n");
+                steps.push(("canary".to_string(), argv));
+            }
+        }
+    }
+    if rollout {
+        steps.extend(on_proxies("repool"));
+        hooks(HookPoint::PostRepool, &mut steps);
+    }
+    Ok(steps)
 }
 
 /// `versions/<v>` words for the selected versions.
@@ -70,44 +337,63 @@ fn prep_steps(req: &DeployRequest) -> Vec<String> {
         ));
         return steps;
     }
-    let git_user = c
-        .git_user
-        .as_deref()
-        .map_or(String::new(), |u| format!(" (as {u})"));
     if w.rsync {
         steps.push("no git pulls (--rsync)".to_string());
     }
-    if w.core {
-        steps.push(format!("git pull {staging}{git_user}"));
-    }
-    if w.config {
-        steps.push(format!("git pull {staging}/config{git_user}"));
-    }
-    if w.mediawiki {
-        steps.push(format!(
-            "git pull {staging}/versions/<v>{git_user}, for {}",
-            versions_text(&req.versions)
-        ));
-    }
-    for e in &w.extensions {
-        steps.push(format!(
-            "git pull {staging}/versions/<v>/extensions/{e}{git_user}, for {}",
-            versions_text(&req.versions)
-        ));
-    }
-    for s in &w.skins {
-        steps.push(format!(
-            "git pull {staging}/versions/<v>/skins/{s}{git_user}, for {}",
-            versions_text(&req.versions)
-        ));
+    // Without reading the checkouts (a dry run reads nothing): an extension that is a
+    // submodule of its version is pulled through the version instead.
+    let git = Git::new(c.git_user.clone());
+    let versions = version_keys(&req.versions);
+    if !w.rsync {
+        for t in crate::prepare::pull_targets(req, &versions) {
+            let checkout = if t.rel.as_os_str().is_empty() {
+                t.root.clone()
+            } else {
+                t.root.join(&t.rel)
+            };
+            let spec = PullSpec {
+                checkout: checkout.clone(),
+                submodule: None,
+            };
+            // The commands that change or show something; the `rev-parse` reads between
+            // them are left out.
+            let cmds: Vec<String> = git
+                .pull_commands(&spec)
+                .iter()
+                .filter_map(|cmd| {
+                    let at = cmd.argv.iter().position(|a| a == "git")?;
+                    let rest = &cmd.argv[at + 3..];
+                    (rest.first().map(String::as_str) != Some("rev-parse"))
+                        .then(|| format!("git {}", shell_join(rest)))
+                })
+                .collect();
+            let user = c
+                .git_user
+                .as_deref()
+                .map_or(String::new(), |u| format!(", as {u}"));
+            steps.push(format!(
+                "{} (in {}{user}): {}",
+                t.step,
+                checkout.display(),
+                cmds.join("; ")
+            ));
+        }
     }
     if let Some(t) = &w.patch_target {
+        let dir = c.staging.prod_path.join(crate::prepare::PATCH_DIR);
         for p in &w.patches {
-            steps.push(format!(
-                "patch {}/scripts/extensions/patches/{p} into {staging}/versions/<v>/{t}, for {}",
-                c.staging.prod_path.display(),
-                versions_text(&req.versions)
-            ));
+            for v in &versions {
+                let into = c.staging_path.join("versions").join(v).join(t);
+                let cmds: Vec<String> =
+                    patch::apply_commands(&dir.join(p), &into, c.git_user.as_deref())
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect();
+                steps.push(format!(
+                    "patch {p} ({v}): {} (then, if it does not apply: {})",
+                    cmds[1], cmds[2]
+                ));
+            }
         }
     }
     steps.push(format!(
@@ -233,6 +519,7 @@ fn text_plan<W: Write>(
     req: &DeployRequest,
     servers: &[&ServerConfig],
     stages: &[Vec<&str>],
+    steps: &[(String, String)],
     out: &mut Output<W>,
 ) {
     let c = &req.config;
@@ -316,6 +603,21 @@ fn text_plan<W: Write>(
         s.push_str("l10n on each server after its sync\n");
     }
 
+    if let Some(first) = servers.first() {
+        s.push_str(&format!(
+            "\ncommands on {}{}:\n",
+            first.name,
+            if servers.len() > 1 {
+                " (each server the same, with its own host, paths and hooks)"
+            } else {
+                ""
+            }
+        ));
+        for (step, cmd) in steps {
+            s.push_str(&format!("  {step}: {cmd}\n"));
+        }
+    }
+
     s.push_str(&format!("\npolicy: {}\n", policy_text(&req.policy)));
     if req.policy.parallel > req.policy.max_unavailable && req.rollout {
         s.push_str(&format!(
@@ -360,6 +662,8 @@ fn json_plan<W: Write>(
     req: &DeployRequest,
     servers: &[&ServerConfig],
     stages: &[Vec<&str>],
+    steps: &[(String, String)],
+    pool: Option<&PoolRead>,
     out: &mut Output<W>,
 ) {
     let c = &req.config;
@@ -411,6 +715,17 @@ fn json_plan<W: Write>(
             "on_failure": on_failure_text(p.on_failure),
         },
         "stages": stages,
+        "commands": {
+            "server": servers.first().map(|s| s.name.as_str()),
+            "steps": steps.iter().map(|(step, cmd)| json!({"step": step, "command": cmd})).collect::<Vec<_>>(),
+        },
+        "pool": pool.map(|p| json!({
+            "servers": p.rows.iter().map(|(proxy, backend, server, status, sessions)| json!({
+                "proxy": proxy, "backend": backend, "server": server, "status": status, "sessions": sessions,
+            })).collect::<Vec<_>>(),
+            "unreachable": p.unreachable.iter().map(|(proxy, why)| json!({"proxy": proxy, "error": why})).collect::<Vec<_>>(),
+            "not_up": p.not_up,
+        })),
     });
     out.fmt(format_args!("{v}\n"));
 }

@@ -7,7 +7,7 @@
 //!            │              exit code    render (plain lines | JSON lines) ──> output (stdout)
 //!            ▼
 //!       deploy flags ──> request (flags + config ──> DeployRequest) ──> dry_run (--dry-run)
-//!                              ▲                                   └─> deploy (--rsync)
+//!                              ▲                                   └─> deploy (prepare, engine)
 //!                 config.yaml ─┘ (config: read, checked, defaults)
 //! ```
 //!
@@ -15,8 +15,12 @@
 //! - `config`: `config.yaml`, checked, and the engine's types built from it.
 //! - `request`: a deploy's flags checked and joined with the config.
 //! - `dry_run`: `--dry-run`, the checked request printed.
-//! - `deploy`: the deploy runner (`--rsync`): lock, journal, staging sync, the engine's
+//! - `deploy`: the deploy runner: proxies checked, lock, journal, staging, the engine's
 //!   driver against HAProxy, rsync, the canary and the hooks.
+//! - `prepare`: staging before production: pulls, patches, the sync to staging's live
+//!   tree, l10n, staging's hooks (each a `prep_step`).
+//! - `staging`: the staging checkout's git pulls (fetch, incoming commits, fast-forward
+//!   only, submodules) and `--patch`.
 //! - `adapters`: the engine's ports built from the config (HAProxy, rsync, canary, hooks).
 //! - `simulate`: `mwdeploy simulate`.
 //! - `render`: events as plain or JSON lines.
@@ -34,9 +38,11 @@ pub mod exit;
 mod log_file;
 mod notify;
 mod output;
+mod prepare;
 mod render;
 mod request;
 mod simulate;
+mod staging;
 
 use std::ffi::OsString;
 

@@ -228,21 +228,6 @@ fn each_deploy_flag_starts_a_deploy() {
 }
 
 #[test]
-fn a_deploy_with_pulls_is_refused_until_its_runner_exists() {
-    let d = Dir::new(CONFIG);
-    let o = d.run(&[
-        "--core",
-        "--mediawiki",
-        "--l10n",
-        "--servers",
-        "all",
-        "--rollout",
-    ]);
-    usage_error(&o, &["not built", "nothing was touched", "--dry-run"]);
-    assert!(stdout(&o).is_empty());
-}
-
-#[test]
 fn dry_run_lists_the_stages_in_config_order() {
     let d = Dir::new(CONFIG);
     let o = d.run(&[
@@ -254,9 +239,21 @@ fn dry_run_lists_the_stages_in_config_order() {
         "1,50%",
         "--dry-run",
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // lb1 and lb2 do not resolve: the plan is printed, then the unreachable proxies,
+    // and the exit code says the deploy would be refused.
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.contains("stage 1 (1 server): mw1\n"), "{out}");
+    assert!(
+        out.contains("unreachable: proxy lb1: cannot reach"),
+        "{out}"
+    );
+    assert!(
+        out.contains("the deploy would be refused (exit 3)"),
+        "{out}"
+    );
+    assert!(out.contains("commands on mw1"), "{out}");
+    assert!(out.contains("rsync --secluded-args"), "{out}");
     assert!(
         out.contains("stage 2 (2 servers): mw3, jobrunner1\n"),
         "{out}"
@@ -290,16 +287,21 @@ fn dry_run_shows_what_is_pulled_and_synced() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.contains("versions/<v>/extensions/Echo"), "{out}");
     assert!(
-        out.contains("versions/<v>/extensions/CirrusSearch"),
+        out.contains("pull versions/1.45/extensions/Echo (in "),
         "{out}"
     );
+    assert!(
+        out.contains("pull versions/1.45/extensions/CirrusSearch (in "),
+        "{out}"
+    );
+    // Named twice, pulled once; as git_user, fast-forward only.
     assert_eq!(
-        out.matches("extensions/Echo (as www-data)").count(),
+        out.matches("extensions/Echo, as www-data): git fetch").count(),
         1,
         "{out}"
     );
+    assert!(out.contains("git merge --ff-only '@{u}'"), "{out}");
     assert!(
         out.contains(
             "versions/1.45/extensions/Echo, versions/1.45/extensions/CirrusSearch, versions/1.45/skins/Vector"
@@ -330,7 +332,9 @@ fn dry_run_json_is_one_object_with_the_stages() {
         "--dry-run",
         "--json",
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // lb1 and lb2 do not resolve: the plan is printed, then the unreachable proxies,
+    // and the exit code says the deploy would be refused.
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let out = stdout(&o);
     assert_eq!(out.lines().count(), 1, "{out}");
     let v: Value = serde_json::from_str(out.trim()).unwrap();
@@ -342,13 +346,33 @@ fn dry_run_json_is_one_object_with_the_stages() {
     assert_eq!(v["sync"], serde_json::json!(["config"]));
     // Under --json nobody can answer a prompt.
     assert_eq!(v["policy"]["on_failure"], "abort");
+    assert_eq!(v["pool"]["unreachable"][0]["proxy"], "lb1", "{out}");
+    assert_eq!(v["pool"]["unreachable"][1]["proxy"], "lb2", "{out}");
+    let steps: Vec<&str> = v["commands"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(v["commands"]["server"], "mw1");
+    assert!(
+        steps.first().unwrap().starts_with("depool on lb1"),
+        "{steps:?}"
+    );
+    assert!(steps.contains(&"canary"), "{steps:?}");
+    assert!(
+        steps.last().unwrap().starts_with("repool on lb2"),
+        "{steps:?}"
+    );
 }
 
 #[test]
 fn parallel_never_raises_max_unavailable() {
     let d = Dir::new(CONFIG);
     let o = d.run(&["--rsync", "--rollout", "--parallel", "3", "--dry-run"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // lb1 and lb2 do not resolve: the plan is printed, then the unreachable proxies,
+    // and the exit code says the deploy would be refused.
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.contains("parallel 3, max_unavailable 1,"), "{out}");
     let o = d.run(&[

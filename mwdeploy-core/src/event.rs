@@ -309,6 +309,22 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// The `deploy_started` event of `plan`: the machine's first. A runner that records
+    /// steps of its own before the machine starts (staging's pulls and sync) records this
+    /// first, so every journal starts with it.
+    pub fn started(plan: &crate::Plan) -> Event {
+        Event::DeployStarted {
+            servers: plan.servers.iter().map(|s| s.id.clone()).collect(),
+            release: plan.release.clone(),
+            layout: plan.layout,
+            flags: plan.meta.flags.clone(),
+            message: plan.meta.message.clone(),
+            user: plan.meta.user.clone(),
+        }
+    }
+}
+
 /// One line of the journal and of `--json` output: an event with its time and deploy.
 ///
 /// ```

@@ -103,6 +103,30 @@ impl RsyncTransfer {
         self.config.paths(server)
     }
 
+    /// The rsync argv that copies `release` to `server`, for a dry run: nothing is run
+    /// or read on the server, so in the release layout the live release that unchanged
+    /// files are hard-linked to is shown as `<prod_path>` (the link the copy resolves).
+    pub fn copy_argv(
+        &self,
+        server: &Server,
+        release: &ReleaseId,
+    ) -> Result<Vec<String>, RsyncError> {
+        let paths = self.paths(server)?;
+        let (dest, link_dest, in_place) = match self.config.layout {
+            Layout::Releases => (paths.partial(release), Some(paths.prod.clone()), false),
+            Layout::Inplace => (paths.prod.clone(), None, true),
+        };
+        let job = Job {
+            config: &self.config,
+            subtrees: self.subtrees(),
+            dest: self.dest(server, dest)?,
+            link_dest,
+            in_place,
+            remote_sudo: self.hosts.sudo(),
+        };
+        Ok(job.argv())
+    }
+
     fn subtrees(&self) -> Option<&[TreePath]> {
         match &self.scope {
             Scope::Full => None,

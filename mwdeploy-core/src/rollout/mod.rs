@@ -338,14 +338,7 @@ impl Rollout {
             last_at: now,
             plan,
         };
-        r.events.push_back(Event::DeployStarted {
-            servers: r.plan.servers.iter().map(|s| s.id.clone()).collect(),
-            release: r.plan.release.clone(),
-            layout: r.plan.layout,
-            flags: r.plan.meta.flags.clone(),
-            message: r.plan.meta.message.clone(),
-            user: r.plan.meta.user.clone(),
-        });
+        r.events.push_back(Event::started(&r.plan));
         r.notify(
             now,
             Note::Started {
