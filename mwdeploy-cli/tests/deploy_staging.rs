@@ -184,3 +184,31 @@ fn a_failing_staging_canary_touches_no_server_unless_forced() {
     assert!(out.contains("staging_canary: warned"), "{out}");
     assert_eq!(stamps(&fleet), ["v2", "v2"]);
 }
+
+#[test]
+fn provision_pushes_the_deploy_hosts_live_tree_as_it_is() {
+    let fleet = fleet(2, Layout::Inplace, 40);
+    let c = config(&fleet, Layout::Inplace, |y| y);
+    // The deploy host's own live tree, not the staging checkout, is what is pushed.
+    write_stamp(fleet.staging().live_path(), "live").unwrap();
+    write_stamp(fleet.staging().path(), "checkout").unwrap();
+
+    let o = mwdeploy(
+        &c,
+        &["--provision", "--servers", "mw2", "--rollout", "--json"],
+    );
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(stamps(&fleet), [INITIAL_STAMP, "live"]);
+    let lines: Vec<Value> = out.lines().map(parse).collect();
+    // No staging steps: no pulls, no sync, no staging canary.
+    assert!(
+        !lines.iter().any(
+            |l| l["event"] == "prep_step" && l["step"].as_str().unwrap().starts_with("staging")
+        ),
+        "{out}"
+    );
+    assert_eq!(final_state(&lines, "mw2").as_deref(), Some("done"));
+    let states = fleet.proxies()[0].server_states().unwrap();
+    assert!(states.iter().all(|s| s.in_pool()), "{states:?}");
+}

@@ -297,7 +297,8 @@ fn dry_run_shows_what_is_pulled_and_synced() {
     );
     // Named twice, pulled once; as git_user, fast-forward only.
     assert_eq!(
-        out.matches("extensions/Echo, as www-data): git fetch").count(),
+        out.matches("extensions/Echo, as www-data): git fetch")
+            .count(),
         1,
         "{out}"
     );
