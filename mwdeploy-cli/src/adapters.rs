@@ -12,7 +12,7 @@ use mwdeploy_core::{HookPoint, PoolState, PortError, Server, ServerId};
 use mwdeploy_haproxy::{HaproxyConfig, HaproxyPool, Proxy, Transport};
 use mwdeploy_rsync::{Hooks, RsyncConfig, TreePath};
 
-use crate::config::{Config, StagingConfig};
+use crate::config::{Config, ServerConfig, StagingConfig};
 use crate::request::DeployRequest;
 
 /// The transfer's settings from the config.
@@ -50,24 +50,39 @@ pub(crate) fn rsync_config(config: &Config, provision: bool) -> Result<RsyncConf
     Ok(c)
 }
 
-/// The hooks: the global ones, each server's (and staging's) own lists.
+/// The hooks of a deploy: the global ones, each selected server's (and staging's) own
+/// lists, with `--l10n` first at its point on every server.
 pub(crate) fn hooks(
     req: &DeployRequest,
     hosts: Arc<Hosts>,
     rsync: &RsyncConfig,
 ) -> Result<Hooks, String> {
-    let config = &req.config;
+    let l10n = match (req.work.l10n, &req.config.l10n_command) {
+        (true, Some(cmd)) => Some(cmd.as_slice()),
+        _ => None,
+    };
+    hooks_for(&req.config, req.selected_servers(), l10n, hosts, rsync)
+}
+
+/// The hooks for `servers` (and staging): the global ones and each one's own lists;
+/// `l10n`, when given, runs first at its layout's point on every server (staging runs it
+/// as a step of its own).
+pub(crate) fn hooks_for<'a>(
+    config: &Config,
+    servers: impl Iterator<Item = &'a ServerConfig> + Clone,
+    l10n: Option<&[String]>,
+    hosts: Arc<Hosts>,
+    rsync: &RsyncConfig,
+) -> Result<Hooks, String> {
     let bad = |e: mwdeploy_rsync::RsyncError| format!("hooks: {e}");
     let mut h = Hooks::new(hosts, rsync).map_err(bad)?;
     for point in HookPoint::ALL {
         h = h
             .global(point, config.hooks.at(point).to_vec())
             .map_err(bad)?;
-        for s in req.selected_servers() {
+        for s in servers.clone() {
             let mut list = s.hooks.at(point).to_vec();
-            // --l10n: first at its point on every server (staging runs it as a step of
-            // its own).
-            if let (true, Some(cmd)) = (req.work.l10n, &config.l10n_command) {
+            if let Some(cmd) = l10n {
                 if point == crate::prepare::l10n_point(config.layout) {
                     list.insert(0, crate::prepare::l10n_argv(cmd, config.layout));
                 }

@@ -75,6 +75,62 @@ pub(crate) enum Command {
             MWDEPLOY_SIM_SEED=7 mwdeploy simulate --servers 20 --stages 1,10%,100% --quiet"
     )]
     Simulate(SimulateArgs),
+
+    /// Make the previous (or a named) release live again (release layout).
+    #[command(
+        long_about = "Make the previous (or a named) release live again on the servers \
+            (release layout).\n\n\
+            Each server is depooled from every proxy, switched back to the earlier release \
+            (one atomic switch of a symlink), its post_activate hooks run, its canary \
+            checked, and it is repooled; --parallel servers at once (default: \
+            rollout.max_unavailable). A server whose earlier release fails its canary is \
+            switched back to the release it served before. --fast switches without \
+            depooling, for incidents: the switch is atomic.\n\n\
+            In the in-place layout no earlier release is kept on the servers: the command \
+            says how to redeploy an older staging commit instead.\n\n\
+            Exit status: 0 every server rolled back; 1 a server failed; 2 usage or config \
+            error; 3 refused (the lock is held, a proxy unreachable); 130 interrupted.",
+        after_help = "Examples:\n  \
+            mwdeploy rollback                                   # every server to its previous release\n  \
+            mwdeploy rollback --servers mw1,mw2 -m \"T123: revert first, fix later\"\n  \
+            mwdeploy rollback --to 20261122T031500Z-1a2b --parallel 2\n  \
+            mwdeploy rollback --fast                            # incident: no depool, atomic switch"
+    )]
+    Rollback(RollbackArgs),
+}
+
+/// Flags of `mwdeploy rollback`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct RollbackArgs {
+    /// Servers to roll back: a comma list of mw_servers names, or all [default: all].
+    #[arg(long, value_name = "LIST|all", value_delimiter = ',', action = ArgAction::Append)]
+    pub(crate) servers: Option<Vec<String>>,
+
+    /// The release to make live (`mwdeploy releases` lists them) [default: each server's
+    /// previous release].
+    #[arg(long, value_name = "RELEASE")]
+    pub(crate) to: Option<String>,
+
+    /// Servers rolled back at once, out of the pool together [default:
+    /// rollout.max_unavailable].
+    #[arg(long, value_name = "N", value_parser = parallel)]
+    pub(crate) parallel: Option<u32>,
+
+    /// Switch without depooling (the switch is atomic): for incidents.
+    #[arg(long)]
+    pub(crate) fast: bool,
+
+    /// Why: goes to the journal, the webhooks and the lock.
+    #[arg(short = 'm', long, value_name = "TEXT")]
+    pub(crate) message: Option<String>,
+
+    /// One JSON event per line on stdout; prompts answer abort.
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    /// Plain lines (the default for this command).
+    #[arg(long)]
+    pub(crate) no_tui: bool,
 }
 
 /// Flags of `mwdeploy simulate`.

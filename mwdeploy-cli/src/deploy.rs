@@ -20,37 +20,25 @@
 //!                          (servers put back, exit 130); SIGHUP ignored
 //! ```
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::io::Write;
+use std::sync::Arc;
 
-use mwdeploy_core::driver::{
-    ChannelSubscriber, Driver, DriverHandle, Ports, Subscriber, SubscriberError,
-};
-use mwdeploy_core::event::{PrepStatus, Record};
+use mwdeploy_core::driver::Ports;
+use mwdeploy_core::event::PrepStatus;
 use mwdeploy_core::exec::Hosts;
-use mwdeploy_core::journal::Journal;
 use mwdeploy_core::lock::{DeployLock, Holder, LockError};
 use mwdeploy_core::ports::{Notifier, PoolControl};
-use mwdeploy_core::{Decision, Event, Layout, ReleaseId, Rollout, Server, Summary};
+use mwdeploy_core::{Event, Layout, ReleaseId, Server};
 use mwdeploy_rsync::{DeployInfo, RsyncConfig, RsyncTransfer, Scope as TransferScope, TreePath};
-use tokio::sync::mpsc;
 
 use crate::adapters::{canary, haproxy, hooks, rsync_config, NoNotifier, NoPool};
 use crate::error::CliError;
 use crate::exit;
-use crate::log_file::LogFile;
 use crate::notify::{Curl, Webhooks};
 use crate::output::Output;
-use crate::prepare::{self, Prep, Show, Stopped};
-use crate::render::{JsonLines, PlainLines};
-use crate::request::{DeployRequest, OutputMode, SyncScope};
-
-/// How long a prompt on the terminal waits for an answer (no answer: no).
-const PROMPT_WAIT: Duration = Duration::from_secs(300);
+use crate::prepare::{self, Prep, Stopped};
+use crate::request::{DeployRequest, SyncScope};
+use crate::session::{new_id, Session};
 
 /// Runs the deploy `req` asks for; returns the exit code (0, 1, 3 or 130).
 pub(crate) fn run<W: Write>(req: &DeployRequest, out: &mut Output<W>) -> Result<i32, CliError> {
@@ -67,80 +55,16 @@ pub(crate) fn run<W: Write>(req: &DeployRequest, out: &mut Output<W>) -> Result<
             return Ok(exit::REFUSED);
         }
     };
-    let release = new_release();
-    let deploy_id = release.as_str().to_string();
+    let release = new_id("");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(CliError::Output)?;
-    runtime.block_on(deploy(req, &deploy_id, release, out))
-}
-
-/// `<UTC time>-<4 hex>`: the deploy id, and the release id on every server.
-fn new_release() -> ReleaseId {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u128(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    h.write_u32(std::process::id());
-    let suffix = format!("{:04x}", h.finish() & 0xffff);
-    ReleaseId::at(SystemTime::now(), &suffix).expect("4 hex digits are a valid suffix")
-}
-
-/// Shows records on stdout as the request's output mode says.
-struct Printer {
-    json: Option<JsonLines>,
-    plain: PlainLines,
-    started: Instant,
-}
-
-impl Printer {
-    fn new(mode: OutputMode, deploy_id: &str) -> Self {
-        Printer {
-            json: (mode == OutputMode::Json).then(|| JsonLines::new(deploy_id)),
-            plain: PlainLines,
-            started: Instant::now(),
-        }
-    }
-
-    fn show<W: Write>(&mut self, out: &mut Output<W>, record: &Record) {
-        match &mut self.json {
-            Some(j) => j.event(out, &record.event, record.ts),
-            None => self.plain.event(out, &record.event, self.started.elapsed()),
-        }
-        out.flush();
-    }
-}
-
-impl<W: Write> Show for (&mut Printer, &mut Output<W>) {
-    fn show(&mut self, record: &Record) {
-        self.0.show(self.1, record);
-    }
-}
-
-/// Passes records on to `S`, all but the machine's `deploy_started`: the runner records
-/// its own first, before the staging steps, so the journal starts with it.
-struct AfterStart<S>(S);
-
-impl<S: Subscriber> Subscriber for AfterStart<S> {
-    fn record(&mut self, record: &Record) -> Result<(), SubscriberError> {
-        if matches!(record.event, Event::DeployStarted { .. }) {
-            return Ok(());
-        }
-        self.0.record(record)
-    }
-
-    fn is_critical(&self) -> bool {
-        self.0.is_critical()
-    }
+    runtime.block_on(deploy(req, release, out))
 }
 
 async fn deploy<W: Write>(
     req: &DeployRequest,
-    deploy_id: &str,
     release: ReleaseId,
     out: &mut Output<W>,
 ) -> Result<i32, CliError> {
@@ -186,26 +110,11 @@ async fn deploy<W: Write>(
         Arc::new(NoPool)
     };
 
-    let mut journal = match Journal::create(&config.state_dir, deploy_id) {
-        Ok(j) => j,
-        Err(e) => return refused("cannot open the journal", &e),
+    let mut session = match Session::open(config, release.as_str(), req.output, req.no_log) {
+        Ok(s) => s,
+        Err(e) => return refused("cannot start", &e),
     };
-    // --no-log: no log file and no webhooks (the journal stays).
-    let mut log = if req.no_log {
-        None
-    } else {
-        match LogFile::open(&config.log_file) {
-            Ok(l) => Some(l),
-            Err(e) => {
-                eprintln!(
-                    "mwdeploy: warning: cannot open the log file {}: {e}; going on without it",
-                    config.log_file.display()
-                );
-                None
-            }
-        }
-    };
-    let mut printer = Printer::new(req.output, deploy_id);
+    let deploy_id = release.as_str();
     let mut plan = req.plan(deploy_id, release.clone());
     if !req.rollout || req.work.provision {
         // New servers are not UP yet; without --rollout the pool is not read.
@@ -219,23 +128,12 @@ async fn deploy<W: Write>(
         s.clone()
     });
 
-    // SIGINT and SIGTERM: between staging steps, the deploy stops before production;
-    // once the engine runs, it stops gracefully.
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let engine: Arc<Mutex<Option<DriverHandle>>> = Arc::default();
-    let signals = tokio::spawn(watch_signals(interrupted.clone(), engine.clone()));
-
     let scope = {
-        let mut show = (&mut printer, &mut *out);
-        let mut prep = Prep {
-            deploy: deploy_id,
-            journal: &mut journal,
-            log: &mut log,
-            show: &mut show,
-            interrupted: &interrupted,
-        };
+        let (printer, prep) = session.parts();
+        let mut show = (printer, &mut *out);
+        let mut prep = prep.with(&mut show);
         prep.record(Event::started(&plan));
-        let prepared = prepare_staging(
+        prepare_staging(
             &mut prep,
             req,
             &rsync,
@@ -245,25 +143,23 @@ async fn deploy<W: Write>(
             &plan,
             &release,
         )
-        .await;
-        match prepared {
-            Ok(scope) => scope,
-            Err(stopped) => {
-                signals.abort();
-                hosts.close().await;
-                return Ok(match stopped {
-                    Stopped::Interrupted => {
-                        eprintln!("mwdeploy: interrupted before any production server was touched");
-                        exit::INTERRUPTED
-                    }
-                    Stopped::Failed(e) => {
-                        eprintln!(
-                            "mwdeploy: refused: staging: {e}; no production server was touched"
-                        );
-                        exit::REFUSED
-                    }
-                });
-            }
+        .await
+    };
+    let scope = match scope {
+        Ok(scope) => scope,
+        Err(stopped) => {
+            session.abandon();
+            hosts.close().await;
+            return Ok(match stopped {
+                Stopped::Interrupted => {
+                    eprintln!("mwdeploy: interrupted before any production server was touched");
+                    exit::INTERRUPTED
+                }
+                Stopped::Failed(e) => {
+                    eprintln!("mwdeploy: refused: staging: {e}; no production server was touched");
+                    exit::REFUSED
+                }
+            });
         }
     };
     let transfer = Arc::new(
@@ -288,64 +184,16 @@ async fn deploy<W: Write>(
             Arc::new(NoNotifier)
         }
     };
-    let (driver, handle) = Driver::new(Ports {
+    let ports = Ports {
         pool,
         transfer,
         health: Arc::new(canary),
         hooks: hooks.clone(),
         notifier,
-    });
-    {
-        let mut engine = engine.lock().unwrap_or_else(|e| e.into_inner());
-        *engine = Some(handle.clone());
-        // An interrupt during staging's last step reaches the machine at once.
-        if interrupted.load(Ordering::SeqCst) {
-            handle.interrupt();
-        }
-    }
-
-    let rollout = Rollout::new(plan, tokio::time::Instant::now().into_std())
-        .map_err(|e| CliError::Usage(format!("invalid rollout plan: {e}")))?;
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut driver = driver.subscribe(AfterStart(journal));
-    if let Some(log) = log {
-        driver = driver.subscribe(AfterStart(log));
-    }
-    let driver = driver.subscribe(AfterStart(ChannelSubscriber(tx)));
-    let interactive = req.output != OutputMode::Json
-        && std::io::stdin().is_terminal()
-        && std::io::stderr().is_terminal();
-    let run = driver.run(rollout);
-    tokio::pin!(run);
-    let mut report = None;
-    let mut channel_open = true;
-    while report.is_none() || channel_open {
-        tokio::select! {
-            r = &mut run, if report.is_none() => report = Some(r),
-            rec = rx.recv(), if channel_open => match rec {
-                Some(record) => {
-                    printer.show(out, &record);
-                    if let Event::Prompt { question, answer: None } = &record.event {
-                        ask(&handle, question, interactive);
-                    }
-                }
-                None => channel_open = false,
-            },
-        }
-    }
-    signals.abort();
-    let report = report.expect("the loop ends with a report");
-    if req.output != OutputMode::Json {
-        summary_line(out, &report.summary);
-        for (server, why) in &report.left_out {
-            out.fmt(format_args!("left out of the pool: {server}: {why}\n"));
-        }
-        out.flush();
-    }
-    if let Some(why) = &report.refused {
-        eprintln!("mwdeploy: refused: {why}");
-    }
-    Ok(report.exit_code)
+    };
+    let code = session.drive(plan, ports, out).await;
+    hosts.close().await;
+    code
 }
 
 /// What the servers' transfer copies, and what their manifests record.
@@ -458,65 +306,4 @@ async fn prepare_staging(
         fleet: scope_for(fleet_base),
         info,
     })
-}
-
-/// `✓ N succeeded   ✗ N failed   – N skipped/rolled back` (`! N warned` when any).
-fn summary_line<W: Write>(out: &mut Output<W>, s: &Summary) {
-    out.fmt(format_args!(
-        "✓ {} succeeded   ✗ {} failed   – {} skipped/rolled back",
-        s.succeeded,
-        s.failed,
-        s.skipped + s.rolled_back
-    ));
-    if s.warned > 0 {
-        out.fmt(format_args!("   ! {} warned", s.warned));
-    }
-    out.bytes(b"\n");
-}
-
-/// Answers an open prompt: on a terminal, the operator (300 s, then no); otherwise no.
-fn ask(handle: &DriverHandle, question: &str, interactive: bool) {
-    if !interactive {
-        handle.decide(Decision::Answer(false));
-        return;
-    }
-    eprint!("{} Continue? [y/N] ", crate::render::Clean(question));
-    let _ = std::io::stderr().flush();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let ok = std::io::stdin().read_line(&mut line).is_ok();
-        let _ = tx.send(ok && matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"));
-    });
-    let handle = handle.clone();
-    std::thread::spawn(move || {
-        let yes = rx.recv_timeout(PROMPT_WAIT).unwrap_or(false);
-        handle.decide(Decision::Answer(yes));
-    });
-}
-
-/// SIGINT and SIGTERM stop the deploy gracefully: `interrupted` is set (staging stops
-/// between steps) and the engine, once it runs, is asked to stop. SIGHUP is taken and
-/// ignored: the deploy carries on without its terminal.
-async fn watch_signals(interrupted: Arc<AtomicBool>, engine: Arc<Mutex<Option<DriverHandle>>>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
-        eprintln!("mwdeploy: warning: cannot watch for signals");
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-            _ = hup.recv() => continue,
-        }
-        interrupted.store(true, Ordering::SeqCst);
-        if let Some(h) = engine.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            h.interrupt();
-        }
-    }
 }

@@ -19,9 +19,12 @@
 //!   driver against HAProxy, rsync, the canary and the hooks.
 //! - `prepare`: staging before production: pulls, patches, the sync to staging's live
 //!   tree, l10n, staging's hooks (each a `prep_step`).
+//! - `session`: one engine run (deploy, rollback, recovery): journal, log file, output,
+//!   signals, the driver loop with the operator's prompts.
 //! - `staging`: the staging checkout's git pulls (fetch, incoming commits, fast-forward
 //!   only, submodules) and `--patch`.
 //! - `adapters`: the engine's ports built from the config (HAProxy, rsync, canary, hooks).
+//! - `rollback`: `mwdeploy rollback`, the engine with a transfer that switches back.
 //! - `simulate`: `mwdeploy simulate`.
 //! - `render`: events as plain or JSON lines.
 //! - `output`: a locked, buffered stdout that ends quietly on a closed pipe.
@@ -41,6 +44,8 @@ mod output;
 mod prepare;
 mod render;
 mod request;
+mod rollback;
+mod session;
 mod simulate;
 mod staging;
 
@@ -50,6 +55,14 @@ use clap::Parser;
 
 use crate::cli::{Command, Invocation};
 use crate::output::Output;
+
+/// The arguments as given, the program name left out (for the journal).
+fn given(argv: &[OsString]) -> Vec<String> {
+    argv.iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
+}
 
 /// Runs the command with the process's arguments; returns the exit code.
 pub fn main() -> i32 {
@@ -80,14 +93,15 @@ where
     let mut out = Output::stdout();
     let result = match &cli.command {
         Some(Command::Simulate(args)) => simulate::run(args, &mut out),
-        None => {
-            let given = argv
-                .iter()
-                .skip(1)
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect();
-            request::run(cli.config_file.as_deref(), &cli.deploy, given, &mut out)
+        Some(Command::Rollback(args)) => {
+            rollback::run(cli.config_file.as_deref(), args, given(&argv), &mut out)
         }
+        None => request::run(
+            cli.config_file.as_deref(),
+            &cli.deploy,
+            given(&argv),
+            &mut out,
+        ),
     };
     let flushed = out.finish();
     match (result, flushed) {

@@ -177,16 +177,7 @@ impl DeployFlags {
             }
             Some(v) => Versions::Only(names("--versions", "version", v)?),
         };
-        let servers = match &a.servers {
-            None => None,
-            Some(v) if v.len() == 1 && v[0] == "all" => None,
-            Some(v) if v.iter().any(|x| x == "all") => {
-                return Err(usage(
-                    "--servers: \"all\" cannot be combined with server names".to_string(),
-                ))
-            }
-            Some(v) => Some(names("--servers", "server", v)?),
-        };
+        let servers = server_names(a.servers.as_deref())?;
         let message =
             match &a.message {
                 None => None,
@@ -290,28 +281,7 @@ impl DeployRequest {
         let a = &flags.args;
         let file = config.file.display().to_string();
 
-        let selected: Vec<usize> = match &flags.servers {
-            None => (0..config.servers.len()).collect(),
-            Some(names) => {
-                for n in names {
-                    if config.server(n).is_none() {
-                        let known: Vec<&str> =
-                            config.servers.iter().map(|s| s.name.as_str()).collect();
-                        let shown = if known.len() > 12 {
-                            format!("{}, ... ({} in all)", known[..12].join(", "), known.len())
-                        } else {
-                            known.join(", ")
-                        };
-                        return usage(format!(
-                            "--servers: {n:?} is not a server of {file} (mw_servers: {shown})"
-                        ));
-                    }
-                }
-                (0..config.servers.len())
-                    .filter(|&i| names.iter().any(|n| n == config.servers[i].name.as_str()))
-                    .collect()
-            }
-        };
+        let selected = select_servers(&config, flags.servers.as_deref())?;
 
         if flags.work.l10n && config.l10n_command.is_none() {
             return usage(format!(
@@ -429,7 +399,7 @@ impl DeployRequest {
     }
 
     /// The selected servers' config, in config order.
-    pub(crate) fn selected_servers(&self) -> impl Iterator<Item = &ServerConfig> {
+    pub(crate) fn selected_servers(&self) -> impl Iterator<Item = &ServerConfig> + Clone {
         self.selected.iter().map(|&i| &self.config.servers[i])
     }
 
@@ -497,6 +467,70 @@ pub(crate) fn run<W: Write>(
         )));
     }
     let flags = DeployFlags::check(args)?;
+    let config = load_config(config_file)?;
+    let request = DeployRequest::new(flags, config, argv)?;
+    if request.dry_run {
+        return dry_run::run(&request, out);
+    }
+    crate::deploy::run(&request, out)
+}
+
+/// `--servers`: indices into `config.servers`, in config order (`None`: every server). A
+/// name that is not a server of the config is a usage error that lists them. The names
+/// are already checked by [`server_names`].
+pub(crate) fn select_servers(
+    config: &Config,
+    names: Option<&[String]>,
+) -> Result<Vec<usize>, CliError> {
+    let Some(names) = names else {
+        return Ok((0..config.servers.len()).collect());
+    };
+    for n in names {
+        if config.server(n).is_none() {
+            let known: Vec<&str> = config.servers.iter().map(|s| s.name.as_str()).collect();
+            let shown = if known.len() > 12 {
+                format!("{}, ... ({} in all)", known[..12].join(", "), known.len())
+            } else {
+                known.join(", ")
+            };
+            return Err(CliError::Usage(format!(
+                "--servers: {n:?} is not a server of {} (mw_servers: {shown})",
+                config.file.display()
+            )));
+        }
+    }
+    Ok((0..config.servers.len())
+        .filter(|&i| names.iter().any(|n| n == config.servers[i].name.as_str()))
+        .collect())
+}
+
+/// `--servers LIST|all` checked as names: `None` for all.
+pub(crate) fn server_names(list: Option<&[String]>) -> Result<Option<Vec<String>>, CliError> {
+    let usage = |m: String| CliError::Usage(m);
+    match list {
+        None => Ok(None),
+        Some(v) if v.len() == 1 && v[0] == "all" => Ok(None),
+        Some(v) if v.iter().any(|x| x == "all") => Err(usage(
+            "--servers: \"all\" cannot be combined with server names".to_string(),
+        )),
+        Some(v) => {
+            let mut out: Vec<String> = Vec::with_capacity(v.len());
+            for n in v {
+                validate_name("server", n, NAME_MAX)
+                    .map_err(|e| usage(format!("--servers: {e}")))?;
+                if !out.contains(n) {
+                    out.push(n.clone());
+                }
+            }
+            Ok(Some(out))
+        }
+    }
+}
+
+/// Reads and checks the config (`-C`, else `$MWDEPLOY_CONFIG`, else the default path):
+/// its errors are printed on stderr and make a usage error (exit 2), its warnings are
+/// printed and it goes on.
+pub(crate) fn load_config(config_file: Option<&Path>) -> Result<Config, CliError> {
     let file = config_path(config_file);
     let config = match Config::load(&file) {
         Ok(c) => c,
@@ -514,11 +548,7 @@ pub(crate) fn run<W: Write>(
     for w in config.warnings() {
         eprintln!("mwdeploy: warning: {w}");
     }
-    let request = DeployRequest::new(flags, config, argv)?;
-    if request.dry_run {
-        return dry_run::run(&request, out);
-    }
-    crate::deploy::run(&request, out)
+    Ok(config)
 }
 
 /// Who runs the deploy: the user behind `sudo`, else the login name.

@@ -1,0 +1,332 @@
+//! `mwdeploy rollback`: the previous (or a named) release made live again on the
+//! servers, through the same engine as a deploy: depool, switch, `post_activate`,
+//! canary, repool, `--parallel` servers at once. `--fast` switches without depooling
+//! (the switch is atomic): for incidents.
+//!
+//! ```text
+//!  RollbackTransfer (the engine's Transfer port):
+//!    copy      checks the target release is on the server, notes the live one
+//!    activate  switches to the target (rsync's rollback_to: one `mv -T` of a symlink)
+//!    rollback  switches back to the release that was live before (its canary failed)
+//! ```
+//!
+//! In the in-place layout no earlier release exists on the servers: the command says so
+//! and how to redeploy an older staging commit.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use mwdeploy_core::driver::Ports;
+use mwdeploy_core::exec::Hosts;
+use mwdeploy_core::lock::{DeployLock, Holder, LockError};
+use mwdeploy_core::plan::{FailureBudget, StageSize};
+use mwdeploy_core::ports::{Notifier, PoolControl, Progress, Transfer};
+use mwdeploy_core::{Event, Layout, Plan, PortError, ReleaseId, Server, ServerId};
+use mwdeploy_rsync::{DeployInfo, RsyncTransfer};
+
+use crate::adapters::{canary, haproxy, hooks_for, rsync_config, NoNotifier, NoPool};
+use crate::cli::RollbackArgs;
+use crate::error::CliError;
+use crate::exit;
+use crate::notify::{Curl, Webhooks};
+use crate::output::Output;
+use crate::request::{load_config, operator, select_servers, server_names, OutputMode};
+use crate::session::{new_id, Session};
+
+/// Runs `mwdeploy rollback`; returns the exit code.
+pub(crate) fn run<W: Write>(
+    config_file: Option<&Path>,
+    args: &RollbackArgs,
+    argv: Vec<String>,
+    out: &mut Output<W>,
+) -> Result<i32, CliError> {
+    let names = server_names(args.servers.as_deref())?;
+    let to = match &args.to {
+        Some(t) => Some(ReleaseId::parse(t).map_err(|e| {
+            CliError::Usage(format!(
+                "--to: {t:?} is not a release id ({e}); `mwdeploy releases` lists them"
+            ))
+        })?),
+        None => None,
+    };
+    if let Some(m) = &args.message {
+        validate_message(m)?;
+    }
+    let config = load_config(config_file)?;
+    if config.layout == Layout::Inplace {
+        eprintln!(
+            "mwdeploy: nothing to roll back to: {} uses the in-place layout \
+             (release_layout: inplace), which keeps no earlier release on the servers. \
+             To go back, return staging to the older commit (e.g. `git -C {} revert <commit>`, \
+             or check out the older commit) and redeploy it with \
+             `mwdeploy --rsync --servers all --rollout`. With release_layout: releases, a \
+             rollback is one atomic switch.",
+            config.file.display(),
+            config.staging_path.display()
+        );
+        return Ok(exit::USAGE);
+    }
+    let selected = select_servers(&config, names.as_deref())?;
+    let servers: Vec<_> = selected.iter().map(|&i| &config.servers[i]).collect();
+    let mut policy = config.policy();
+    // --parallel N: N servers at once, out of the pool together (an incident tool);
+    // else max_unavailable's worth.
+    let n = args.parallel.unwrap_or(policy.max_unavailable.max(1));
+    policy.parallel = n;
+    policy.max_unavailable = n;
+    policy.stages = vec![StageSize::Percent(100)];
+    policy.failure_budget = FailureBudget::Count(0);
+    if args.json {
+        policy.on_failure = mwdeploy_core::plan::OnFailure::Abort;
+    }
+
+    let message = args.message.clone().unwrap_or_default();
+    let _lock = match DeployLock::acquire(&config.state_dir, Holder::current(message)) {
+        Ok(l) => l,
+        Err(e @ LockError::Held { .. }) => {
+            eprintln!("mwdeploy: refused: the deploy lock {e}");
+            return Ok(exit::REFUSED);
+        }
+        Err(e) => {
+            eprintln!("mwdeploy: cannot take the deploy lock: {e}");
+            return Ok(exit::REFUSED);
+        }
+    };
+    let id = new_id("rollback");
+    let output = if args.json {
+        OutputMode::Json
+    } else {
+        OutputMode::Plain
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Output)?;
+    runtime.block_on(async {
+        let refused = |what: &str, e: &dyn std::fmt::Display| {
+            eprintln!("mwdeploy: refused: {what}: {e}");
+            Ok(exit::REFUSED)
+        };
+        let hosts = match Hosts::new(config.ssh_defaults()) {
+            Ok(h) => Arc::new(h),
+            Err(e) => return refused("cannot prepare ssh", &e),
+        };
+        let rsync = rsync_config(&config, false).map_err(CliError::Usage)?;
+        let hooks = Arc::new(
+            hooks_for(
+                &config,
+                servers.iter().copied(),
+                None,
+                hosts.clone(),
+                &rsync,
+            )
+            .map_err(CliError::Usage)?,
+        );
+        let transfer = RsyncTransfer::new(rsync, hosts.clone(), DeployInfo::new(id.as_str()))
+            .map_err(|e| CliError::Usage(format!("rsync: {e}")))?;
+        let canary = canary(&config, hosts.clone()).map_err(CliError::Usage)?;
+        let pool: Arc<dyn PoolControl> = if args.fast {
+            Arc::new(NoPool)
+        } else {
+            let pool = haproxy(&config, &hosts).map_err(CliError::Usage)?;
+            let unreachable: Vec<String> = pool
+                .status()
+                .await
+                .proxies
+                .into_iter()
+                .filter_map(|p| p.error.map(|e| e.to_string()))
+                .collect();
+            if !unreachable.is_empty() {
+                for e in &unreachable {
+                    eprintln!("mwdeploy: {e}");
+                }
+                hosts.close().await;
+                return refused(
+                    "a proxy is unreachable",
+                    &"nothing was touched (--fast switches without the balancer)",
+                );
+            }
+            Arc::new(pool)
+        };
+        let mut plan = Plan::new(
+            id.as_str(),
+            to.clone().unwrap_or_else(|| id.clone()),
+            Layout::Releases,
+            servers
+                .iter()
+                .map(|s| {
+                    let mut server = s.to_server();
+                    server.pooled = s.pooled && !args.fast;
+                    server.hooks = hooks.points(&server.id);
+                    server
+                })
+                .collect(),
+        );
+        plan.policy = policy;
+        plan.preflight = false;
+        plan.meta.flags = argv;
+        plan.meta.message = args.message.clone();
+        plan.meta.user = operator();
+
+        let notifier: Arc<dyn Notifier> = {
+            let webhooks = Webhooks::new(
+                crate::notify::hooks(&config.webhooks),
+                Curl::default(),
+                id.as_str(),
+                plan.servers.iter().map(|s| s.id.to_string()).collect(),
+                args.message.clone(),
+            );
+            if webhooks.is_on() {
+                Arc::new(webhooks)
+            } else {
+                Arc::new(NoNotifier)
+            }
+        };
+        let mut session = match Session::open(&config, id.as_str(), output, false) {
+            Ok(s) => s,
+            Err(e) => return refused("cannot start", &e),
+        };
+        if args.fast {
+            eprintln!(
+                "mwdeploy: --fast: the servers stay in the pool while their release is \
+                 switched back (the switch is atomic)"
+            );
+        }
+        {
+            let (printer, prep) = session.parts();
+            let mut show = (printer, &mut *out);
+            let mut prep = prep.with(&mut show);
+            prep.record(Event::started(&plan));
+        }
+        let ports = Ports {
+            pool,
+            transfer: Arc::new(RollbackTransfer::new(transfer, to)),
+            health: Arc::new(canary),
+            hooks,
+            notifier,
+        };
+        let code = session.drive(plan, ports, out).await;
+        hosts.close().await;
+        code
+    })
+}
+
+/// A message on one line, not empty.
+fn validate_message(m: &str) -> Result<(), CliError> {
+    if m.trim().is_empty() || m.chars().any(char::is_control) {
+        return Err(CliError::Usage(
+            "--message: write the reason on one line, without control characters".to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// The engine's `Transfer` for a rollback: `activate` switches to the earlier release,
+/// `rollback` switches back to the release that was live before.
+#[derive(Debug)]
+pub(crate) struct RollbackTransfer {
+    rsync: RsyncTransfer,
+    /// `--to`; `None`: each server's previous release.
+    to: Option<ReleaseId>,
+    /// The release each server served before the rollback.
+    before: Mutex<BTreeMap<ServerId, ReleaseId>>,
+}
+
+impl RollbackTransfer {
+    /// A rollback to `to` (each server's previous release when `None`) with `rsync`.
+    pub(crate) fn new(rsync: RsyncTransfer, to: Option<ReleaseId>) -> Self {
+        RollbackTransfer {
+            rsync,
+            to,
+            before: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+#[async_trait]
+impl Transfer for RollbackTransfer {
+    /// Nothing is copied: the target must already be on the server. Checked here, while
+    /// the server still serves, so a server without it is never depooled.
+    async fn copy(&self, server: &Server, _: &ReleaseId, _: &Progress) -> Result<(), PortError> {
+        let r = self.rsync.releases(server).await.map_err(PortError::from)?;
+        let live = r.live_release().cloned().ok_or_else(|| {
+            PortError::misconfigured(format!(
+                "{}: no release is live at {} (not the release layout yet)",
+                server.id,
+                r.paths.prod.display()
+            ))
+        })?;
+        match &self.to {
+            Some(to) if !r.releases.iter().any(|e| &e.id == to) => {
+                return Err(PortError::misconfigured(format!(
+                    "{}: release {to} is not on this server (`mwdeploy releases --servers {}`)",
+                    server.id, server.id
+                )))
+            }
+            Some(_) => {}
+            None if r.previous.is_none() => {
+                return Err(PortError::misconfigured(format!(
+                    "{}: no earlier release to go back to from {live}",
+                    server.id
+                )))
+            }
+            None => {}
+        }
+        self.before
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(server.id.clone(), live);
+        Ok(())
+    }
+
+    async fn activate(
+        &self,
+        server: &Server,
+        _: &ReleaseId,
+        progress: &Progress,
+    ) -> Result<(), PortError> {
+        self.rsync
+            .rollback_to(server, self.to.as_ref(), progress)
+            .await
+            .map(|_| ())
+            .map_err(PortError::from)
+    }
+
+    async fn rollback(&self, server: &Server, progress: &Progress) -> Result<ReleaseId, PortError> {
+        let before = self
+            .before
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&server.id)
+            .cloned();
+        let Some(before) = before else {
+            return Err(PortError::misconfigured(format!(
+                "{}: the release live before the rollback is not known",
+                server.id
+            )));
+        };
+        self.rsync
+            .rollback_to(server, Some(&before), progress)
+            .await
+            .map_err(PortError::from)
+    }
+
+    fn can_rollback(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_is_one_line() {
+        assert!(validate_message("T123 revert").is_ok());
+        assert!(validate_message(" ").is_err());
+        assert!(validate_message("a\nb").is_err());
+    }
+}

@@ -1,0 +1,335 @@
+//! One run of the engine by the command (a deploy, a rollback, a recovery): its journal
+//! and log file, its output, its signals, and the driver loop with the operator's
+//! prompts.
+//!
+//! ```text
+//!  Session::open ──> journal (critical), log file (unless --no-log), printer,
+//!                    signal watcher (SIGINT/SIGTERM ──> interrupted; SIGHUP ignored)
+//!       │ record() / prep(): the runner's own records before the machine starts
+//!       ▼
+//!  Session::drive(plan, ports) ──> Driver(Rollout) ──> records ──> journal, log,
+//!                                     ▲                  printer (plain | JSON lines)
+//!                                     └── prompts: the operator on a terminal, else no
+//!       ▼
+//!  summary line, servers left out ──> the exit code
+//! ```
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use mwdeploy_core::driver::{
+    ChannelSubscriber, Driver, DriverHandle, Ports, Subscriber, SubscriberError,
+};
+use mwdeploy_core::event::Record;
+use mwdeploy_core::journal::Journal;
+use mwdeploy_core::{Decision, Event, Plan, ReleaseId, Rollout, Summary};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::error::CliError;
+use crate::log_file::LogFile;
+use crate::output::Output;
+use crate::prepare::{Prep, Show};
+use crate::render::{Clean, JsonLines, PlainLines};
+use crate::request::OutputMode;
+
+/// How long a prompt on the terminal waits for an answer (no answer: no).
+const PROMPT_WAIT: Duration = Duration::from_secs(300);
+
+/// `<UTC time>-<suffix><4 hex>`: a run's id, and (for a deploy) the release id on every
+/// server. `suffix` is empty for a deploy, `rollback` or `recover` otherwise.
+pub(crate) fn new_id(suffix: &str) -> ReleaseId {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    h.write_u32(std::process::id());
+    let suffix = format!("{suffix}{:04x}", h.finish() & 0xffff);
+    ReleaseId::at(SystemTime::now(), &suffix).expect("a letters-and-hex suffix is valid")
+}
+
+/// Shows records on stdout as the output mode says.
+#[derive(Debug)]
+pub(crate) struct Printer {
+    json: Option<JsonLines>,
+    plain: PlainLines,
+    started: Instant,
+}
+
+impl Printer {
+    /// A printer for the records of run `id`.
+    pub(crate) fn new(mode: OutputMode, id: &str) -> Self {
+        Printer {
+            json: (mode == OutputMode::Json).then(|| JsonLines::new(id)),
+            plain: PlainLines,
+            started: Instant::now(),
+        }
+    }
+
+    /// Shows `record`, flushed at once.
+    pub(crate) fn show<W: Write>(&mut self, out: &mut Output<W>, record: &Record) {
+        match &mut self.json {
+            Some(j) => j.event(out, &record.event, record.ts),
+            None => self.plain.event(out, &record.event, self.started.elapsed()),
+        }
+        out.flush();
+    }
+}
+
+impl<W: Write> Show for (&mut Printer, &mut Output<W>) {
+    fn show(&mut self, record: &Record) {
+        self.0.show(self.1, record);
+    }
+}
+
+/// Passes records on to `S`, all but the machine's `deploy_started`: the session
+/// records its own first, before the runner's own steps, so the journal starts with it.
+struct AfterStart<S>(S);
+
+impl<S: Subscriber> Subscriber for AfterStart<S> {
+    fn record(&mut self, record: &Record) -> Result<(), SubscriberError> {
+        if matches!(record.event, Event::DeployStarted { .. }) {
+            return Ok(());
+        }
+        self.0.record(record)
+    }
+
+    fn is_critical(&self) -> bool {
+        self.0.is_critical()
+    }
+}
+
+/// An engine run's journal, log file, output and signals.
+pub(crate) struct Session {
+    id: String,
+    journal: Journal,
+    log: Option<LogFile>,
+    printer: Printer,
+    output: OutputMode,
+    interrupted: Arc<AtomicBool>,
+    engine: Arc<Mutex<Option<DriverHandle>>>,
+    signals: JoinHandle<()>,
+}
+
+impl Session {
+    /// Opens the journal of run `id` in `config.state_dir`, the log file (not with
+    /// `no_log`) and starts watching for signals. Call it inside the tokio runtime.
+    pub(crate) fn open(
+        config: &Config,
+        id: &str,
+        output: OutputMode,
+        no_log: bool,
+    ) -> Result<Session, String> {
+        let journal = Journal::create(&config.state_dir, id)
+            .map_err(|e| format!("cannot open the journal: {e}"))?;
+        let log = if no_log {
+            None
+        } else {
+            match LogFile::open(&config.log_file) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    eprintln!(
+                        "mwdeploy: warning: cannot open the log file {}: {e}; going on without it",
+                        config.log_file.display()
+                    );
+                    None
+                }
+            }
+        };
+        let interrupted = Arc::new(AtomicBool::new(false));
+        let engine: Arc<Mutex<Option<DriverHandle>>> = Arc::default();
+        let signals = tokio::spawn(watch_signals(interrupted.clone(), engine.clone()));
+        Ok(Session {
+            id: id.to_string(),
+            journal,
+            log,
+            printer: Printer::new(output, id),
+            output,
+            interrupted,
+            engine,
+            signals,
+        })
+    }
+
+    /// The printer, and what a [`Prep`] needs to record the runner's own steps
+    /// (journal, log file, output) before `drive`.
+    pub(crate) fn parts(&mut self) -> (&mut Printer, SessionPrep<'_>) {
+        (
+            &mut self.printer,
+            SessionPrep {
+                id: &self.id,
+                journal: &mut self.journal,
+                log: &mut self.log,
+                interrupted: &self.interrupted,
+            },
+        )
+    }
+
+    /// Ends the session before the engine ran (a refusal, an interrupt in staging).
+    pub(crate) fn abandon(self) {
+        self.signals.abort();
+    }
+
+    /// Runs `plan` on `ports` to the end: records to the journal, log file and output,
+    /// prompts answered by the operator on a terminal (else no), SIGINT/SIGTERM as a
+    /// graceful stop. Prints the summary line (not under `--json`); returns the exit
+    /// code of the report.
+    pub(crate) async fn drive<W: Write>(
+        self,
+        plan: Plan,
+        ports: Ports,
+        out: &mut Output<W>,
+    ) -> Result<i32, CliError> {
+        let Session {
+            journal,
+            log,
+            mut printer,
+            output,
+            interrupted,
+            engine,
+            signals,
+            ..
+        } = self;
+        let (driver, handle) = Driver::new(ports);
+        {
+            let mut engine = engine.lock().unwrap_or_else(|e| e.into_inner());
+            *engine = Some(handle.clone());
+            // An interrupt before the machine ran reaches it at once.
+            if interrupted.load(Ordering::SeqCst) {
+                handle.interrupt();
+            }
+        }
+        let rollout = Rollout::new(plan, tokio::time::Instant::now().into_std())
+            .map_err(|e| CliError::Usage(format!("invalid rollout plan: {e}")))?;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut driver = driver.subscribe(AfterStart(journal));
+        if let Some(log) = log {
+            driver = driver.subscribe(AfterStart(log));
+        }
+        let driver = driver.subscribe(AfterStart(ChannelSubscriber(tx)));
+        let interactive = output != OutputMode::Json
+            && std::io::stdin().is_terminal()
+            && std::io::stderr().is_terminal();
+        let run = driver.run(rollout);
+        tokio::pin!(run);
+        let mut report = None;
+        let mut channel_open = true;
+        while report.is_none() || channel_open {
+            tokio::select! {
+                r = &mut run, if report.is_none() => report = Some(r),
+                rec = rx.recv(), if channel_open => match rec {
+                    Some(record) => {
+                        printer.show(out, &record);
+                        if let Event::Prompt { question, answer: None } = &record.event {
+                            ask(&handle, question, interactive);
+                        }
+                    }
+                    None => channel_open = false,
+                },
+            }
+        }
+        signals.abort();
+        let report = report.expect("the loop ends with a report");
+        if output != OutputMode::Json {
+            summary_line(out, &report.summary);
+            for (server, why) in &report.left_out {
+                out.fmt(format_args!("left out of the pool: {server}: {why}\n"));
+            }
+            out.flush();
+        }
+        if let Some(why) = &report.refused {
+            eprintln!("mwdeploy: refused: {why}");
+        }
+        Ok(report.exit_code)
+    }
+}
+
+/// The journal, log file and interrupt flag of a [`Session`], for a [`Prep`].
+pub(crate) struct SessionPrep<'a> {
+    id: &'a str,
+    journal: &'a mut Journal,
+    log: &'a mut Option<LogFile>,
+    interrupted: &'a AtomicBool,
+}
+
+impl<'a> SessionPrep<'a> {
+    /// A [`Prep`] that shows its records with `show`.
+    pub(crate) fn with(self, show: &'a mut dyn Show) -> Prep<'a> {
+        Prep {
+            deploy: self.id,
+            journal: self.journal,
+            log: self.log,
+            show,
+            interrupted: self.interrupted,
+        }
+    }
+}
+
+/// `✓ N succeeded   ✗ N failed   – N skipped/rolled back` (`! N warned` when any).
+pub(crate) fn summary_line<W: Write>(out: &mut Output<W>, s: &Summary) {
+    out.fmt(format_args!(
+        "✓ {} succeeded   ✗ {} failed   – {} skipped/rolled back",
+        s.succeeded,
+        s.failed,
+        s.skipped + s.rolled_back
+    ));
+    if s.warned > 0 {
+        out.fmt(format_args!("   ! {} warned", s.warned));
+    }
+    out.bytes(b"\n");
+}
+
+/// Answers an open prompt: on a terminal, the operator (300 s, then no); otherwise no.
+pub(crate) fn ask(handle: &DriverHandle, question: &str, interactive: bool) {
+    if !interactive {
+        handle.decide(Decision::Answer(false));
+        return;
+    }
+    eprint!("{} Continue? [y/N] ", Clean(question));
+    let _ = std::io::stderr().flush();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let ok = std::io::stdin().read_line(&mut line).is_ok();
+        let _ = tx.send(ok && matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"));
+    });
+    let handle = handle.clone();
+    std::thread::spawn(move || {
+        let yes = rx.recv_timeout(PROMPT_WAIT).unwrap_or(false);
+        handle.decide(Decision::Answer(yes));
+    });
+}
+
+/// SIGINT and SIGTERM stop the run gracefully: `interrupted` is set (a runner's own
+/// steps stop between steps) and the engine, once it runs, is asked to stop. SIGHUP is
+/// taken and ignored: the run carries on without its terminal.
+async fn watch_signals(interrupted: Arc<AtomicBool>, engine: Arc<Mutex<Option<DriverHandle>>>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        eprintln!("mwdeploy: warning: cannot watch for signals");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+            _ = hup.recv() => continue,
+        }
+        interrupted.store(true, Ordering::SeqCst);
+        if let Some(h) = engine.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            h.interrupt();
+        }
+    }
+}
