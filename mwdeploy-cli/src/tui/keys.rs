@@ -45,42 +45,40 @@ pub(crate) fn on_key(dash: &Dashboard, ui: &mut UiState, key: KeyEvent) -> Optio
     let rows = dash.rows().len();
     ui.selected = ui.selected.min(rows.saturating_sub(1));
 
-    // The full-log view works before and after the end.
-    if let Overlay::Log { scroll, .. } = &mut ui.overlay {
-        if ctrl(&key, 'c') {
-            ui.overlay = Overlay::None;
-            return Some(if dash.is_over() {
-                Command::Close
-            } else {
-                Command::Interrupt
-            });
+    if ctrl(&key, 'c') {
+        ui.overlay = Overlay::None;
+        if dash.is_over() {
+            return Some(Command::Close);
         }
-        match key.code {
-            KeyCode::Esc | KeyCode::Char('q') => ui.overlay = Overlay::None,
-            KeyCode::Up | KeyCode::Char('k') => *scroll += 1,
-            KeyCode::Down | KeyCode::Char('j') => *scroll = scroll.saturating_sub(1),
-            KeyCode::PageUp => *scroll += PAGE,
-            KeyCode::PageDown => *scroll = scroll.saturating_sub(PAGE),
-            KeyCode::Home => *scroll = usize::MAX / 2,
-            KeyCode::End => *scroll = 0,
-            _ => {}
+        ui.stop_asked = true;
+        return Some(Command::Interrupt);
+    }
+
+    // The full-log view works before and after the end; an open prompt comes first.
+    if ui.open_prompt(dash).is_none() {
+        if let Overlay::Log { scroll, .. } = &mut ui.overlay {
+            match key.code {
+                KeyCode::Esc | KeyCode::Char('q') => ui.overlay = Overlay::None,
+                KeyCode::Up | KeyCode::Char('k') => *scroll += 1,
+                KeyCode::Down | KeyCode::Char('j') => *scroll = scroll.saturating_sub(1),
+                KeyCode::PageUp => *scroll += PAGE,
+                KeyCode::PageDown => *scroll = scroll.saturating_sub(PAGE),
+                KeyCode::Home => *scroll = usize::MAX / 2,
+                KeyCode::End => *scroll = 0,
+                _ => {}
+            }
+            return None;
         }
-        return None;
     }
 
     if dash.is_over() {
         ui.overlay = Overlay::None;
         return Some(Command::Close);
     }
-    if ctrl(&key, 'c') {
-        ui.overlay = Overlay::None;
-        ui.stop_asked = true;
-        return Some(Command::Interrupt);
-    }
 
     // The open prompt: only y is yes.
-    if let Some(p) = dash.prompt().filter(|p| ui.answered != Some(p.seq)) {
-        ui.answered = Some(p.seq);
+    if let Some(seq) = ui.open_prompt(dash).map(|p| p.seq) {
+        ui.answered = Some(seq);
         ui.overlay = Overlay::None;
         return Some(Command::Decide(Decision::Answer(plain(&key, 'y'))));
     }

@@ -80,6 +80,16 @@ pub(crate) struct TuiOptions {
     pub(crate) colour: bool,
 }
 
+impl TuiOptions {
+    /// Options with colours unless `NO_COLOR` is set to anything but the empty string.
+    pub(crate) fn from_env(exit_when_done: bool) -> Self {
+        TuiOptions {
+            exit_when_done,
+            colour: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        }
+    }
+}
+
 /// What covers the main screen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) enum Overlay {
@@ -127,6 +137,11 @@ impl UiState {
             colour,
             ..UiState::default()
         }
+    }
+
+    /// The deploy's open prompt, unless it was answered here already.
+    pub(crate) fn open_prompt<'a>(&self, dash: &'a Dashboard) -> Option<&'a model::OpenPrompt> {
+        dash.prompt().filter(|p| self.answered != Some(p.seq))
     }
 }
 

@@ -641,6 +641,8 @@ impl Dashboard {
             return (p.question.clone(), None);
         };
         let main = match &row.failure {
+            // The engine's question already says it.
+            _ if p.question.starts_with("Canary failed on") => p.question.clone(),
             Some(FailureCause {
                 canary: true,
                 reason,

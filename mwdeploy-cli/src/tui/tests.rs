@@ -411,7 +411,14 @@ fn tiny_terminals_do_not_panic() {
 
 #[test]
 fn full_log_view_shows_the_servers_lines() {
-    let d = canary_failed(Layout::Releases);
+    let mut d = canary_failed(Layout::Releases);
+    d.apply(&rec(
+        112,
+        Event::Prompt {
+            question: "1 server(s) failed, the budget is 0. Continue with the next server?".into(),
+            answer: Some("yes".into()),
+        },
+    ));
     let mut ui = ui();
     ui.overlay = Overlay::Log { row: 1, scroll: 0 };
     let text = screen(&d, &ui, 80, 24, at(112));
@@ -501,6 +508,73 @@ fn pool_result_of_a_manual_request_becomes_the_notice() {
         },
     ));
     assert_eq!(d.notice(), Some("mw-us-east-021: depool: confirmed"));
+}
+
+#[test]
+fn colours_follow_state_and_none_without_colour() {
+    use ratatui::style::Color;
+    let d = finished();
+    let cells = |colour: bool| {
+        let mut term = Terminal::new(TestBackend::new(80, 24)).unwrap();
+        let ui = UiState::new(colour);
+        term.draw(|f| draw(f, &d, &ui, at(200))).unwrap();
+        let buf = term.backend().buffer().clone();
+        let mut found = Vec::new();
+        for y in 0..buf.area.height {
+            for x in 0..buf.area.width {
+                let c = &buf[(x, y)];
+                found.push((c.symbol().to_string(), c.fg, c.modifier));
+            }
+        }
+        found
+    };
+    let coloured = cells(true);
+    let fg_of = |sym: &str| coloured.iter().find(|c| c.0 == sym).map(|c| c.1);
+    assert_eq!(fg_of("✓"), Some(Color::Green));
+    assert_eq!(fg_of("↺"), Some(Color::Magenta));
+    assert_eq!(fg_of("✗"), Some(Color::Red));
+    for (sym, fg, m) in cells(false) {
+        assert_eq!(fg, Color::Reset, "{sym}");
+        assert!(m.is_empty(), "{sym}");
+    }
+}
+
+#[test]
+fn a_prompt_comes_before_the_log_view() {
+    let d = canary_failed(Layout::Releases);
+    let mut ui = ui();
+    ui.overlay = Overlay::Log { row: 0, scroll: 0 };
+    let text = screen(&d, &ui, 80, 24, at(112));
+    assert!(text.contains("Canary failed on mw-us-east-012"), "{text}");
+    assert_eq!(
+        on_key(&d, &mut ui, key(KeyCode::Char('q'))),
+        Some(Command::Decide(Decision::Answer(false)))
+    );
+    assert_eq!(ui.overlay, Overlay::None);
+}
+
+#[test]
+fn the_engines_own_canary_question_is_shown_as_is() {
+    let mut d = running(Layout::Inplace);
+    d.apply(&state(
+        100,
+        SERVERS[1],
+        ServerStatus::Failed,
+        Some("canary failed"),
+    ));
+    d.apply(&rec(
+        101,
+        Event::Prompt {
+            question: "Canary failed on mw-us-east-012 (HTTP 503). Continue?".into(),
+            answer: None,
+        },
+    ));
+    let (main, note) = d.prompt_text(d.prompt().unwrap());
+    assert_eq!(
+        main,
+        "Canary failed on mw-us-east-012 (HTTP 503). Continue?"
+    );
+    assert_eq!(note, None);
 }
 
 // Keys.

@@ -156,7 +156,7 @@ pub(crate) fn draw(frame: &mut Frame, dash: &Dashboard, ui: &UiState, now: Syste
         return;
     }
     let st = Styles { colour: ui.colour };
-    if let Overlay::Log { row, scroll } = ui.overlay {
+    if let (Overlay::Log { row, scroll }, None) = (ui.overlay, ui.open_prompt(dash)) {
         if let Some(r) = dash.rows().get(row) {
             draw_log(frame, area, r, scroll, st);
             return;
@@ -168,9 +168,15 @@ pub(crate) fn draw(frame: &mut Frame, dash: &Dashboard, ui: &UiState, now: Syste
     if dash.is_over() {
         return;
     }
-    if let Some(p) = dash.prompt().filter(|p| ui.answered != Some(p.seq)) {
+    if let Some(p) = ui.open_prompt(dash) {
         let (main, note) = dash.prompt_text(p);
         let left = PROMPT_TIMEOUT.saturating_sub(since(p.asked, now));
+        if area.height < 10 {
+            // Little room: the question and the keys only.
+            let text = vec![Line::styled(format!("{main}  [Y] Yes  [N] No"), st.bold())];
+            popup(frame, area, " ? ", text, st.fg(Color::Red));
+            return;
+        }
         let mut text = vec![Line::styled(main, st.bold())];
         if let Some(n) = note {
             text.push(Line::raw(n));
@@ -239,11 +245,11 @@ fn screen(
 
     // Header: tool, message, time at the right.
     let time = humantime::format_rfc3339_seconds(now).to_string();
-    let mut left = format!("{TOOL}  {}", dash.deploy_id());
-    if let Some(m) = dash.message() {
-        left.push_str("  ");
-        left.push_str(m);
-    }
+    // The message first: the id is what gives way on a narrow screen.
+    let left = match dash.message() {
+        Some(m) => format!("{TOOL}  {m}  ({})", dash.deploy_id()),
+        None => format!("{TOOL}  {}", dash.deploy_id()),
+    };
     let room = width.saturating_sub(time.chars().count() + 1);
     let left = fit(&left, room);
     let gap = width.saturating_sub(left.chars().count() + time.chars().count());
@@ -607,11 +613,8 @@ fn draw_log(frame: &mut Frame, area: Rect, r: &ServerRow, scroll: usize, st: Sty
 fn popup(frame: &mut Frame, area: Rect, title: &str, text: Vec<Line<'static>>, border: Style) {
     let w = area.width.min(72);
     if w < 4 || area.height < 3 {
-        // No room for a box: the text alone, on the last lines.
-        let h = (text.len() as u16).min(area.height);
-        let r = Rect::new(area.x, area.y + area.height - h, area.width, h);
-        frame.render_widget(Clear, r);
-        frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), r);
+        frame.render_widget(Clear, area);
+        frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), area);
         return;
     }
     let inner_w = (w - 2) as usize;
@@ -619,7 +622,13 @@ fn popup(frame: &mut Frame, area: Rect, title: &str, text: Vec<Line<'static>>, b
         .iter()
         .map(|l| l.width().div_ceil(inner_w).max(1))
         .sum();
-    let h = (needed as u16 + 2).min(area.height);
+    if needed + 2 > area.height as usize {
+        // No room for the border: the text alone over the whole screen, from the top.
+        frame.render_widget(Clear, area);
+        frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), area);
+        return;
+    }
+    let h = needed as u16 + 2;
     let x = area.x + (area.width - w) / 2;
     let y = area.y + (area.height - h) / 2;
     let r = Rect::new(x, y, w, h);
