@@ -24,7 +24,8 @@
 //!
 //! The dashboard never decides anything itself but the failure prompt's timeout: a prompt
 //! left unanswered for [`PROMPT_TIMEOUT`] is answered No. When the records end (the deploy is
-//! over) the screen stays until a key is pressed, or closes at once with `exit_when_done`.
+//! over) the screen stays until a key is pressed, or closes at once with `exit_when_done`,
+//! and when the deploy was interrupted (exit code 130: Ctrl+C here, SIGINT or SIGTERM).
 
 mod keys;
 mod model;
@@ -155,38 +156,56 @@ pub(crate) async fn run(
 ) -> io::Result<()> {
     let mut guard = TerminalGuard::enter()?;
     let (tx, mut input) = mpsc::unbounded_channel();
-    let quit = Arc::new(AtomicBool::new(false));
-    let reader = spawn_input_thread(tx, Arc::clone(&quit))?;
+    let reader = InputThread::spawn(tx)?;
     let result = event_loop(guard.terminal(), &mut records, &mut input, control, opts).await;
-    quit.store(true, Ordering::SeqCst);
-    drop(input);
-    // It ends within one poll interval.
-    let _ = reader.join();
+    // The reader first, then the terminal (also when this future is dropped half way).
+    drop(reader);
     drop(guard);
     result
 }
 
-/// Reads terminal events on a blocking thread and forwards them, until `quit` is set or
+/// Reads terminal events on a blocking thread and forwards them, until it is dropped or
 /// nobody listens.
-fn spawn_input_thread(
-    tx: UnboundedSender<io::Result<TermEvent>>,
+#[derive(Debug)]
+struct InputThread {
     quit: Arc<AtomicBool>,
-) -> io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("mwdeploy-tui-input".into())
-        .spawn(move || {
-            while !quit.load(Ordering::SeqCst) {
-                let next = match term_event::poll(INPUT_POLL) {
-                    Ok(false) => continue,
-                    Ok(true) => term_event::read(),
-                    Err(e) => Err(e),
-                };
-                let failed = next.is_err();
-                if tx.send(next).is_err() || failed {
-                    return;
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl InputThread {
+    fn spawn(tx: UnboundedSender<io::Result<TermEvent>>) -> io::Result<Self> {
+        let quit = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&quit);
+        let handle = std::thread::Builder::new()
+            .name("mwdeploy-tui-input".into())
+            .spawn(move || {
+                while !flag.load(Ordering::SeqCst) {
+                    let next = match term_event::poll(INPUT_POLL) {
+                        Ok(false) => continue,
+                        Ok(true) => term_event::read(),
+                        Err(e) => Err(e),
+                    };
+                    let failed = next.is_err();
+                    if tx.send(next).is_err() || failed {
+                        return;
+                    }
                 }
-            }
+            })?;
+        Ok(InputThread {
+            quit,
+            handle: Some(handle),
         })
+    }
+}
+
+impl Drop for InputThread {
+    fn drop(&mut self) {
+        self.quit.store(true, Ordering::SeqCst);
+        // It ends within one poll interval.
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
 }
 
 /// The loop: fold records, handle keys, redraw. Generic over the backend so that tests can
@@ -219,7 +238,10 @@ async fn event_loop<B: Backend>(
                 None => {
                     records_open = false;
                     dash.mark_ended();
-                    if opts.exit_when_done || !input_open {
+                    // An interrupted deploy (Ctrl+C here, or SIGINT/SIGTERM) does not wait
+                    // for a key: the process is being stopped.
+                    let interrupted = dash.finished().is_some_and(|f| f.exit_code == crate::exit::INTERRUPTED);
+                    if opts.exit_when_done || !input_open || interrupted {
                         return Ok(());
                     }
                 }

@@ -341,16 +341,19 @@ impl Dashboard {
                     ),
                 };
                 let i = self.row(server.as_str());
-                if *phase == PoolPhase::Result {
-                    let depool = *action == PoolAction::Depool;
-                    let asked = self
-                        .pool_request
-                        .as_ref()
-                        .is_some_and(|r| r.server == server.as_str() && r.depool == depool);
-                    if asked {
-                        self.pool_request = None;
+                // The results of a change asked here (one per proxy) become the notice,
+                // until the server's pool is changed the other way.
+                let depool = *action == PoolAction::Depool;
+                let asked = self
+                    .pool_request
+                    .as_ref()
+                    .and_then(|r| (r.server == server.as_str()).then_some(r.depool == depool));
+                match (asked, phase) {
+                    (Some(true), PoolPhase::Result) => {
                         self.notice = Some(format!("{}: {text}", server.as_str()));
                     }
+                    (Some(false), PoolPhase::Intent) => self.pool_request = None,
+                    _ => {}
                 }
                 self.rows[i].push_log(ts, text);
             }

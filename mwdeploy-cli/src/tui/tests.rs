@@ -508,6 +508,24 @@ fn pool_result_of_a_manual_request_becomes_the_notice() {
         },
     ));
     assert_eq!(d.notice(), Some("mw-us-east-021: depool: confirmed"));
+    // The engine's own repool of the server ends the request: its results are no notice.
+    let pool = |phase, ok| {
+        rec(
+            100,
+            Event::Pool {
+                server: id(SERVERS[2]),
+                proxy: Some("lb2".into()),
+                backend: None,
+                action: mwdeploy_core::event::PoolAction::Repool,
+                phase,
+                ok,
+                detail: None,
+            },
+        )
+    };
+    d.apply(&pool(mwdeploy_core::event::PoolPhase::Intent, None));
+    d.apply(&pool(mwdeploy_core::event::PoolPhase::Result, Some(true)));
+    assert_eq!(d.notice(), Some("mw-us-east-021: depool: confirmed"));
 }
 
 #[test]
@@ -829,4 +847,30 @@ async fn loop_closes_at_the_end_with_exit_when_done() {
         *control.0.lock().unwrap(),
         vec!["pool mw1 true".to_string(), "interrupt".to_string()]
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn loop_closes_by_itself_after_an_interrupted_deploy() {
+    let mut term = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    let (rtx, mut rrx) = mpsc::unbounded_channel();
+    let (_ktx, mut krx) = mpsc::unbounded_channel();
+    let control = Recorder::default();
+    let opts = TuiOptions {
+        exit_when_done: false,
+        colour: false,
+    };
+    rtx.send(rec(
+        5,
+        Event::DeployFinished {
+            summary: Summary::default(),
+            duration_s: 5.0,
+            exit_code: 130,
+        },
+    ))
+    .unwrap();
+    drop(rtx);
+    event_loop(&mut term, &mut rrx, &mut krx, &control, opts)
+        .await
+        .unwrap();
+    assert!(control.0.lock().unwrap().is_empty());
 }

@@ -278,6 +278,7 @@ fn screen(
     }
 
     let mut mid = height.saturating_sub(top.len() + bottom.len());
+    let body_room = mid;
     let mut body: Vec<Line<'static>> = Vec::new();
 
     // Preparation.
@@ -328,6 +329,8 @@ fn screen(
     }
 
     let mut lines = top;
+    // A selected row taller than the room left is cut, not the keys.
+    body.truncate(body_room);
     lines.extend(body);
     let fill = height.saturating_sub(lines.len() + bottom.len());
     lines.extend(std::iter::repeat_n(Line::raw(""), fill));
@@ -494,6 +497,10 @@ fn visible_rows(heights: &[usize], selected: usize, room: usize) -> (usize, usiz
     let mut used = 0;
     while last < heights.len() && used + heights[last] <= room {
         used += heights[last];
+        last += 1;
+    }
+    // The selected row, even if only its first line fits.
+    if last == first && first < heights.len() && room > 0 {
         last += 1;
     }
     (first, last)
