@@ -181,8 +181,8 @@ pub(crate) struct Finished {
     pub(crate) summary: Summary,
     /// The command's exit code.
     pub(crate) exit_code: i32,
-    /// When it ended.
-    pub(crate) at: SystemTime,
+    /// How long the deploy took.
+    pub(crate) duration: Duration,
 }
 
 /// A manual pool change asked from the dashboard, waiting for its result.
@@ -441,13 +441,15 @@ impl Dashboard {
                 self.stopping = Some(format!("{reason}: {}", clean(detail)));
             }
             Event::DeployFinished {
-                summary, exit_code, ..
+                summary,
+                duration_s,
+                exit_code,
             } => {
                 self.prompt = None;
                 self.finished = Some(Finished {
                     summary: *summary,
                     exit_code: *exit_code,
-                    at: ts,
+                    duration: Duration::try_from_secs_f64(*duration_s).unwrap_or_default(),
                 });
             }
             _ => {}

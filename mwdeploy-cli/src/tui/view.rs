@@ -372,7 +372,11 @@ fn status_line(dash: &Dashboard, ui: &UiState, width: usize, st: Styles) -> Opti
             format!("– {} skipped/rolled back", s.skipped + s.rolled_back),
             st.dim(),
         ));
-        spans.push(Span::raw(format!("   exit {}", f.exit_code)));
+        spans.push(Span::raw(format!(
+            "   in {}, exit {}",
+            short_duration(f.duration),
+            f.exit_code
+        )));
         return Some(Line::from(spans));
     }
     if let Some(s) = dash.stopping() {
@@ -422,17 +426,13 @@ fn prep_title(dash: &Dashboard, now: SystemTime, st: Styles) -> Line<'static> {
         }
         None => spans.push(Span::styled("○ waiting", st.dim())),
     }
-    if let (Some(first), false) = (prep.first(), prep.is_empty()) {
+    // From the first start to the last end (or now, while a step runs).
+    if let Some(start) = prep.iter().map(|p| p.started).min() {
         let end = if status == Some(PrepStatus::Running) {
             now
         } else {
             prep.iter().filter_map(|p| p.ended).max().unwrap_or(now)
         };
-        let start = prep
-            .iter()
-            .map(|p| p.started)
-            .min()
-            .unwrap_or(first.started);
         spans.push(Span::raw(format!(
             "  [{}]",
             short_duration(since(start, end))
@@ -538,7 +538,7 @@ fn row_lines(
                 p,
                 r.rate.as_deref().unwrap_or(r.step.as_deref().unwrap_or(""))
             );
-            let bar_w = rest_w.saturating_sub(tail.chars().count() + 2).clamp(0, 32);
+            let bar_w = rest_w.saturating_sub(tail.chars().count() + 2).min(32);
             if bar_w >= 4 {
                 spans.push(Span::styled(bar(p, bar_w), st.state(r.state)));
                 spans.push(Span::raw(fit(&tail, rest_w.saturating_sub(bar_w + 2))));
