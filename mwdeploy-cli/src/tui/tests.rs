@@ -595,6 +595,19 @@ fn the_engines_own_canary_question_is_shown_as_is() {
     assert_eq!(note, None);
 }
 
+#[test]
+fn wrapped_height_counts_word_wrapped_lines() {
+    use ratatui::text::Line;
+    let h = |s: &str, w| super::view::wrapped_height(&Line::raw(s.to_string()), w);
+    assert_eq!(h("", 10), 1);
+    assert_eq!(h("abc def", 7), 1);
+    assert_eq!(h("abc defg", 7), 2);
+    assert_eq!(h("aaaa bbbb cccc", 9), 2);
+    assert_eq!(h("aaaaaaaaaaaaaaaaaaaa", 10), 2);
+    assert_eq!(h("x aaaaaaaaaaaaaaaaaaaaa", 10), 4);
+    assert_eq!(h("aaaaaaaaaaaaaaaaaaaa b", 10), 3);
+}
+
 // Keys.
 
 fn key(code: KeyCode) -> KeyEvent {

@@ -616,6 +616,29 @@ fn draw_log(frame: &mut Frame, area: Rect, r: &ServerRow, scroll: usize, st: Sty
     frame.render_widget(Paragraph::new(lines), area);
 }
 
+/// Lines that `line` takes wrapped at word boundaries into `width` columns (as the
+/// paragraph's word wrap does, or more: a box one line too tall is fine, one too short cuts).
+pub(super) fn wrapped_height(line: &Line, width: usize) -> usize {
+    let text: String = line.spans.iter().map(|s| s.content.as_ref()).collect();
+    let mut lines = 1;
+    let mut col = 0;
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        let w = word.chars().count();
+        let need = if col == 0 { w } else { col + 1 + w };
+        if need <= width {
+            col = need;
+        } else {
+            if col > 0 {
+                lines += 1;
+            }
+            // A word longer than the line is broken across lines.
+            lines += w.saturating_sub(1) / width.max(1);
+            col = (w - 1) % width.max(1) + 1;
+        }
+    }
+    lines
+}
+
 /// A bordered box in the middle of `area` holding `text` (wrapped).
 fn popup(frame: &mut Frame, area: Rect, title: &str, text: Vec<Line<'static>>, border: Style) {
     let w = area.width.min(72);
@@ -625,10 +648,7 @@ fn popup(frame: &mut Frame, area: Rect, title: &str, text: Vec<Line<'static>>, b
         return;
     }
     let inner_w = (w - 2) as usize;
-    let needed: usize = text
-        .iter()
-        .map(|l| l.width().div_ceil(inner_w).max(1))
-        .sum();
+    let needed: usize = text.iter().map(|l| wrapped_height(l, inner_w)).sum();
     if needed + 2 > area.height as usize {
         // No room for the border: the text alone over the whole screen, from the top.
         frame.render_widget(Clear, area);
