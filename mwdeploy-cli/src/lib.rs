@@ -28,6 +28,8 @@
 //! - `simulate`: `mwdeploy simulate`.
 //! - `render`: events as plain or JSON lines.
 //! - `output`: a locked, buffered stdout that ends quietly on a closed pipe.
+//! - `tui`: the live dashboard of a deploy (ratatui): servers, progress, the failure prompt,
+//!   pause, stop and the pool menu.
 //! - [`exit`]: the exit codes.
 #![warn(missing_docs)]
 
@@ -48,6 +50,8 @@ mod rollback;
 mod session;
 mod simulate;
 mod staging;
+#[allow(dead_code)] // wired into the deploy runner next
+mod tui;
 
 use std::ffi::OsString;
 
