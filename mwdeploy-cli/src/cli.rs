@@ -97,6 +97,33 @@ pub(crate) enum Command {
             mwdeploy rollback --fast                            # incident: no depool, atomic switch"
     )]
     Rollback(RollbackArgs),
+
+    /// Finish what a killed deploy left: every server it left out of the pool is made
+    /// whole, canaried and repooled.
+    #[command(
+        long_about = "Finish what a killed deploy left. The journals of deploys that did not \
+            finish tell which servers are out of the pool; each one is made whole (in place, \
+            copied again from staging if its copy was cut; in the release layout its live \
+            release is whole, since the switch is atomic), its post_activate hooks run, its \
+            canary checked, and it is repooled on every proxy. A server whose canary fails \
+            stays out and is reported (release layout: rolled back first). Then the old \
+            journals are closed and the lock is released. Safe to run twice.\n\n\
+            Exit status: 0 every server back (or nothing to do); 1 a server could not be put \
+            back; 2 usage or config error; 3 refused (a deploy holds the lock, a proxy is \
+            unreachable); 130 interrupted.",
+        after_help = "Examples:\n  \
+            mwdeploy recover\n  \
+            mwdeploy recover --json | jq -c 'select(.event == \"pool\")'"
+    )]
+    Recover(RecoverArgs),
+}
+
+/// Flags of `mwdeploy recover`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct RecoverArgs {
+    /// One JSON event per line on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// Flags of `mwdeploy rollback`.

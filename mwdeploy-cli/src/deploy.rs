@@ -111,7 +111,7 @@ async fn deploy<W: Write>(
     };
 
     let mut session = match Session::open(config, release.as_str(), req.output, req.no_log) {
-        Ok(s) => s,
+        Ok(s) => s.exit_when_done(req.exit_when_done),
         Err(e) => return refused("cannot start", &e),
     };
     let deploy_id = release.as_str();

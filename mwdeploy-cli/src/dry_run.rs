@@ -254,7 +254,7 @@ fn step_commands(req: &DeployRequest, srv: &ServerConfig) -> Result<Vec<(String,
                 if let Some(cmd) = &c.l10n_command {
                     steps.push((
                         "post_copy (l10n, on the new release)".to_string(),
-                        argv_text(cmd),
+                        argv_text(&crate::prepare::l10n_argv(cmd, c.layout)),
                     ));
                 }
             }

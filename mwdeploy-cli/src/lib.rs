@@ -24,6 +24,7 @@
 //! - `staging`: the staging checkout's git pulls (fetch, incoming commits, fast-forward
 //!   only, submodules) and `--patch`.
 //! - `adapters`: the engine's ports built from the config (HAProxy, rsync, canary, hooks).
+//! - `recover`: `mwdeploy recover`, the engine on the servers killed deploys left out.
 //! - `rollback`: `mwdeploy rollback`, the engine with a transfer that switches back.
 //! - `simulate`: `mwdeploy simulate`.
 //! - `render`: events as plain or JSON lines.
@@ -44,13 +45,13 @@ mod log_file;
 mod notify;
 mod output;
 mod prepare;
+mod recover;
 mod render;
 mod request;
 mod rollback;
 mod session;
 mod simulate;
 mod staging;
-#[allow(dead_code)] // wired into the deploy runner next
 mod tui;
 
 use std::ffi::OsString;
@@ -97,6 +98,9 @@ where
     let mut out = Output::stdout();
     let result = match &cli.command {
         Some(Command::Simulate(args)) => simulate::run(args, &mut out),
+        Some(Command::Recover(args)) => {
+            recover::run(cli.config_file.as_deref(), args, given(&argv), &mut out)
+        }
         Some(Command::Rollback(args)) => {
             rollback::run(cli.config_file.as_deref(), args, given(&argv), &mut out)
         }

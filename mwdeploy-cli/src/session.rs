@@ -26,7 +26,7 @@ use mwdeploy_core::driver::{
 };
 use mwdeploy_core::event::Record;
 use mwdeploy_core::journal::Journal;
-use mwdeploy_core::{Decision, Event, Plan, ReleaseId, Rollout, Summary};
+use mwdeploy_core::{Decision, Event, Plan, ReleaseId, Report, Rollout, Summary};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -62,6 +62,8 @@ pub(crate) struct Printer {
     json: Option<JsonLines>,
     plain: PlainLines,
     started: Instant,
+    /// With the dashboard: the records shown before it opens, which it then shows too.
+    kept: Option<Vec<Record>>,
 }
 
 impl Printer {
@@ -71,11 +73,15 @@ impl Printer {
             json: (mode == OutputMode::Json).then(|| JsonLines::new(id)),
             plain: PlainLines,
             started: Instant::now(),
+            kept: None,
         }
     }
 
     /// Shows `record`, flushed at once.
     pub(crate) fn show<W: Write>(&mut self, out: &mut Output<W>, record: &Record) {
+        if let Some(kept) = &mut self.kept {
+            kept.push(record.clone());
+        }
         match &mut self.json {
             Some(j) => j.event(out, &record.event, record.ts),
             None => self.plain.event(out, &record.event, self.started.elapsed()),
@@ -109,6 +115,9 @@ impl<S: Subscriber> Subscriber for AfterStart<S> {
 
 /// An engine run's journal, log file, output and signals.
 pub(crate) struct Session {
+    /// The dashboard is shown (a terminal, neither `--json` nor `--no-tui`).
+    dashboard: bool,
+    exit_when_done: bool,
     id: String,
     journal: Journal,
     log: Option<LogFile>,
@@ -147,11 +156,20 @@ impl Session {
         let interrupted = Arc::new(AtomicBool::new(false));
         let engine: Arc<Mutex<Option<DriverHandle>>> = Arc::default();
         let signals = tokio::spawn(watch_signals(interrupted.clone(), engine.clone()));
+        let dashboard = output == OutputMode::Dashboard
+            && std::io::stdout().is_terminal()
+            && std::io::stdin().is_terminal();
+        let mut printer = Printer::new(output, id);
+        if dashboard {
+            printer.kept = Some(Vec::new());
+        }
         Ok(Session {
+            dashboard,
+            exit_when_done: false,
             id: id.to_string(),
             journal,
             log,
-            printer: Printer::new(output, id),
+            printer,
             output,
             interrupted,
             engine,
@@ -173,6 +191,12 @@ impl Session {
         )
     }
 
+    /// `--exit-when-done`: the dashboard closes when the run ends.
+    pub(crate) fn exit_when_done(mut self, yes: bool) -> Self {
+        self.exit_when_done = yes;
+        self
+    }
+
     /// Ends the session before the engine ran (a refusal, an interrupt in staging).
     pub(crate) fn abandon(self) {
         self.signals.abort();
@@ -189,6 +213,8 @@ impl Session {
         out: &mut Output<W>,
     ) -> Result<i32, CliError> {
         let Session {
+            dashboard,
+            exit_when_done,
             journal,
             log,
             mut printer,
@@ -219,6 +245,29 @@ impl Session {
             && std::io::stdin().is_terminal()
             && std::io::stderr().is_terminal();
         let run = driver.run(rollout);
+        if dashboard {
+            // The dashboard shows what was printed before it opened, then the engine's
+            // records; it answers prompts and stops through the handle itself.
+            let (tui_tx, tui_rx) = mpsc::unbounded_channel();
+            for r in printer.kept.take().unwrap_or_default() {
+                let _ = tui_tx.send(r);
+            }
+            let forward = async {
+                while let Some(r) = rx.recv().await {
+                    let _ = tui_tx.send(r);
+                }
+                drop(tui_tx);
+            };
+            let control = EngineControl(handle.clone());
+            let opts = crate::tui::TuiOptions::from_env(exit_when_done);
+            let (report, (), shown) =
+                tokio::join!(run, forward, crate::tui::run(tui_rx, &control, opts));
+            signals.abort();
+            if let Err(e) = shown {
+                eprintln!("mwdeploy: the dashboard failed ({e}); the deploy went on without it");
+            }
+            return Ok(finish(out, output, &report));
+        }
         tokio::pin!(run);
         let mut report = None;
         let mut channel_open = true;
@@ -238,17 +287,41 @@ impl Session {
         }
         signals.abort();
         let report = report.expect("the loop ends with a report");
-        if output != OutputMode::Json {
-            summary_line(out, &report.summary);
-            for (server, why) in &report.left_out {
-                out.fmt(format_args!("left out of the pool: {server}: {why}\n"));
-            }
-            out.flush();
+        Ok(finish(out, output, &report))
+    }
+}
+
+/// The summary line and the servers left out (not under `--json`); the exit code.
+fn finish<W: Write>(out: &mut Output<W>, output: OutputMode, report: &Report) -> i32 {
+    if output != OutputMode::Json {
+        summary_line(out, &report.summary);
+        for (server, why) in &report.left_out {
+            out.fmt(format_args!("left out of the pool: {server}: {why}\n"));
         }
-        if let Some(why) = &report.refused {
-            eprintln!("mwdeploy: refused: {why}");
-        }
-        Ok(report.exit_code)
+        out.flush();
+    }
+    if let Some(why) = &report.refused {
+        eprintln!("mwdeploy: refused: {why}");
+    }
+    report.exit_code
+}
+
+/// The dashboard's keys, sent to the running engine.
+struct EngineControl(DriverHandle);
+
+impl crate::tui::Control for EngineControl {
+    fn decide(&self, d: Decision) {
+        self.0.decide(d);
+    }
+
+    fn pool(&self, _server: &str, _depool: bool) {
+        // Manual pool changes during a deploy need the engine's own pool action (so
+        // max_unavailable and the canary hold); until then the menu's request is
+        // shown and not sent.
+    }
+
+    fn interrupt(&self) {
+        self.0.interrupt();
     }
 }
 

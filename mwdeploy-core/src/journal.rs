@@ -195,6 +195,24 @@ pub fn read(path: &Path) -> Result<Read, JournalError> {
     })
 }
 
+/// Cuts a torn last line (the process died mid-write) off the journal at `path`, so
+/// records can be appended after it; returns whether there was one. A journal that ends
+/// with a whole line is left as it is.
+pub fn cut_torn_tail(path: &Path) -> Result<bool, JournalError> {
+    let bytes = fs::read(path).map_err(io_err(path))?;
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(false);
+    }
+    let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io_err(path))?;
+    file.set_len(keep as u64).map_err(io_err(path))?;
+    file.sync_all().map_err(io_err(path))?;
+    Ok(true)
+}
+
 /// The ids of every journal in `state_dir`, oldest first (ids start with their UTC time).
 pub fn list(state_dir: &Path) -> Result<Vec<String>, JournalError> {
     let folder = dir(state_dir);

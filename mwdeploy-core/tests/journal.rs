@@ -187,6 +187,21 @@ fn a_torn_last_line_is_left_out_and_a_cut_in_place_copy_is_reported() {
         .collect();
     // mw1: copy cut; mw2: back; mw3: repool sent but never confirmed.
     assert_eq!(names, vec![("mw1", false), ("mw3", true)]);
+
+    // Recovery cuts the torn line off before it appends: every line reads back.
+    assert!(journal::cut_torn_tail(&path).unwrap());
+    assert!(!journal::cut_torn_tail(&path).unwrap(), "once");
+    let mut j = Journal::create(&dir, id).unwrap();
+    j.append(&record(id, pool("mw3", Repool, Result, Some(true))))
+        .unwrap();
+    let read = journal::read(&path).unwrap();
+    assert!(!read.torn_tail);
+    assert_eq!(read.records.len(), 14);
+    let left: Vec<String> = journal::left_out(&read)
+        .iter()
+        .map(|l| l.server.to_string())
+        .collect();
+    assert_eq!(left, ["mw1"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -577,11 +577,6 @@ impl Dashboard {
         self.message.as_deref()
     }
 
-    /// The layout, once the deploy started.
-    pub(crate) fn layout(&self) -> Option<Layout> {
-        self.layout
-    }
-
     /// The preparation steps, in the order they first ran.
     pub(crate) fn prep(&self) -> &[PrepRow] {
         &self.prep
@@ -595,11 +590,6 @@ impl Dashboard {
     /// The servers, in the deploy's order.
     pub(crate) fn rows(&self) -> &[ServerRow] {
         &self.rows
-    }
-
-    /// The row of `server`.
-    pub(crate) fn row_of(&self, server: &str) -> Option<usize> {
-        self.index.get(server).copied()
     }
 
     /// Servers in a final state.

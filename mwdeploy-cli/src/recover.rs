@@ -1,0 +1,453 @@
+//! `mwdeploy recover`: finish what a killed deploy left. Every server the journals of
+//! unfinished deploys show out of the pool is made whole, canaried and repooled, through
+//! the same engine as a deploy; then the old journals are closed and the lock released.
+//!
+//! ```text
+//!  lock ──> journals without deploy_finished ──> left_out (depooled, not repooled)
+//!    │
+//!    ▼
+//!  engine run "<time>-recover<hex>" on those servers:
+//!    RecoverPool:     a server already out of the pool is not depooled again
+//!    RecoverTransfer: in place, a cut copy is copied again from staging; otherwise the
+//!                     live tree is left as it is (release layout: the switch is atomic)
+//!    post_activate hooks, canary, repool (release layout: a failing canary rolls back)
+//!    │
+//!    ▼
+//!  each old journal: a warning naming the recovery, then deploy_finished
+//! ```
+//!
+//! Safe to run twice: a second run finds every journal finished and does nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use mwdeploy_core::driver::Ports;
+use mwdeploy_core::event::{Record, ServerStatus};
+use mwdeploy_core::exec::Hosts;
+use mwdeploy_core::journal::{self, Journal};
+use mwdeploy_core::lock::{DeployLock, Holder, LockError};
+use mwdeploy_core::plan::{FailureBudget, OnFailure, StageSize};
+use mwdeploy_core::ports::{Notifier, PoolControl, Progress, Transfer};
+use mwdeploy_core::{
+    Event, Layout, Plan, PoolState, PortError, ReleaseId, Server, ServerId, Summary,
+};
+use mwdeploy_haproxy::HaproxyPool;
+use mwdeploy_rsync::{DeployInfo, RsyncTransfer};
+
+use crate::adapters::{canary, haproxy, hooks_for, rsync_config, NoNotifier};
+use crate::cli::RecoverArgs;
+use crate::error::CliError;
+use crate::exit;
+use crate::output::Output;
+use crate::request::{load_config, operator, OutputMode};
+use crate::session::{new_id, Session};
+
+/// One unfinished deploy: its journal and what it left.
+#[derive(Debug)]
+struct Unfinished {
+    id: String,
+    layout: Layout,
+    release: Option<ReleaseId>,
+    started: Option<SystemTime>,
+    /// Each server's last state in the journal.
+    last: BTreeMap<ServerId, ServerStatus>,
+    /// Servers out of the pool, and whether their copy was cut.
+    left: Vec<(ServerId, bool)>,
+}
+
+/// The unfinished deploys of `state_dir`, oldest first.
+fn unfinished(state_dir: &Path) -> Result<Vec<Unfinished>, String> {
+    let ids = journal::list(state_dir).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for id in ids {
+        let read = journal::read(&journal::path(state_dir, &id)).map_err(|e| e.to_string())?;
+        if journal::is_finished(&read) {
+            continue;
+        }
+        let mut u = Unfinished {
+            id: id.clone(),
+            layout: Layout::Inplace,
+            release: None,
+            started: read.records.first().map(|r| r.ts),
+            last: BTreeMap::new(),
+            left: Vec::new(),
+        };
+        for r in &read.records {
+            match &r.event {
+                Event::DeployStarted {
+                    layout, release, ..
+                } => {
+                    u.layout = *layout;
+                    u.release = Some(release.clone());
+                }
+                Event::ServerState { server, state, .. } => {
+                    u.last.insert(server.clone(), *state);
+                }
+                _ => {}
+            }
+        }
+        u.left = journal::left_out(&read)
+            .into_iter()
+            .map(|l| (l.server, !l.copy_finished))
+            .collect();
+        out.push(u);
+    }
+    Ok(out)
+}
+
+/// Runs `mwdeploy recover`; returns the exit code.
+pub(crate) fn run<W: Write>(
+    config_file: Option<&Path>,
+    args: &RecoverArgs,
+    argv: Vec<String>,
+    out: &mut Output<W>,
+) -> Result<i32, CliError> {
+    let config = load_config(config_file)?;
+    let _lock = match DeployLock::acquire(&config.state_dir, Holder::current("recover")) {
+        Ok(l) => l,
+        Err(e @ LockError::Held { .. }) => {
+            eprintln!(
+                "mwdeploy: refused: the deploy lock {e}; a running deploy puts its own \
+                 servers back (see `mwdeploy log --latest --follow`)"
+            );
+            return Ok(exit::REFUSED);
+        }
+        Err(e) => {
+            eprintln!("mwdeploy: cannot take the deploy lock: {e}");
+            return Ok(exit::REFUSED);
+        }
+    };
+    let found = match unfinished(&config.state_dir) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("mwdeploy: cannot read the journals: {e}");
+            return Ok(exit::FAILED);
+        }
+    };
+    let mut targets: BTreeMap<ServerId, (bool, Option<ReleaseId>)> = BTreeMap::new();
+    for u in &found {
+        if u.layout != config.layout {
+            eprintln!(
+                "mwdeploy: deploy {} used the {} layout but {} now says release_layout: {}; \
+                 nothing was touched",
+                u.id,
+                u.layout,
+                config.file.display(),
+                config.layout
+            );
+            return Ok(exit::USAGE);
+        }
+        for (server, cut) in &u.left {
+            let t = targets
+                .entry(server.clone())
+                .or_insert((false, u.release.clone()));
+            t.0 |= *cut;
+        }
+    }
+    let unknown: Vec<&ServerId> = targets
+        .keys()
+        .filter(|s| config.server(s.as_str()).is_none())
+        .collect();
+    if !unknown.is_empty() {
+        eprintln!(
+            "mwdeploy: {} left out of the pool by a killed deploy but no longer in {}: put \
+             {} back by hand (`mwdeploy pool repool` needs it in the config); nothing was touched",
+            join(&unknown),
+            config.file.display(),
+            if unknown.len() == 1 { "it" } else { "them" }
+        );
+        return Ok(exit::FAILED);
+    }
+    if found.is_empty() {
+        out.bytes(b"nothing to recover: every deploy in the journal finished\n");
+        return Ok(exit::OK);
+    }
+    let id = new_id("recover");
+    let output = if args.json {
+        OutputMode::Json
+    } else {
+        OutputMode::Plain
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Output)?;
+    let code = if targets.is_empty() {
+        0
+    } else {
+        runtime.block_on(recover(&config, &id, &targets, &found, output, argv, out))?
+    };
+    // Close the old journals: a second run finds them finished.
+    for u in &found {
+        if let Err(e) = close(&config.state_dir, u, &id) {
+            eprintln!(
+                "mwdeploy: warning: cannot close the journal of {}: {e}",
+                u.id
+            );
+        }
+    }
+    if targets.is_empty() {
+        out.fmt(format_args!(
+            "no server was left out of the pool; closed the journal of {}\n",
+            found
+                .iter()
+                .map(|u| u.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(code)
+}
+
+fn join<T: std::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The engine run that puts `targets` back.
+async fn recover<W: Write>(
+    config: &crate::config::Config,
+    id: &ReleaseId,
+    targets: &BTreeMap<ServerId, (bool, Option<ReleaseId>)>,
+    found: &[Unfinished],
+    output: OutputMode,
+    argv: Vec<String>,
+    out: &mut Output<W>,
+) -> Result<i32, CliError> {
+    let refused = |what: &str, e: &dyn std::fmt::Display| {
+        eprintln!("mwdeploy: refused: {what}: {e}");
+        Ok(exit::REFUSED)
+    };
+    let servers: Vec<&crate::config::ServerConfig> = config
+        .servers
+        .iter()
+        .filter(|s| targets.contains_key(&s.name))
+        .collect();
+    let hosts = match Hosts::new(config.ssh_defaults()) {
+        Ok(h) => Arc::new(h),
+        Err(e) => return refused("cannot prepare ssh", &e),
+    };
+    let rsync = rsync_config(config, false).map_err(CliError::Usage)?;
+    let hooks = Arc::new(
+        hooks_for(config, servers.iter().copied(), None, hosts.clone(), &rsync)
+            .map_err(CliError::Usage)?,
+    );
+    let transfer = RsyncTransfer::new(rsync, hosts.clone(), DeployInfo::new(id.as_str()))
+        .map_err(|e| CliError::Usage(format!("rsync: {e}")))?;
+    let canary = canary(config, hosts.clone()).map_err(CliError::Usage)?;
+    let pool = haproxy(config, &hosts).map_err(CliError::Usage)?;
+    let unreachable: Vec<String> = pool
+        .status()
+        .await
+        .proxies
+        .into_iter()
+        .filter_map(|p| p.error.map(|e| e.to_string()))
+        .collect();
+    if !unreachable.is_empty() {
+        for e in &unreachable {
+            eprintln!("mwdeploy: {e}");
+        }
+        hosts.close().await;
+        return refused(
+            "a proxy is unreachable",
+            &"nothing was touched; every proxy must confirm each repool",
+        );
+    }
+
+    let n = u32::try_from(servers.len()).unwrap_or(u32::MAX).max(1);
+    let release = found
+        .iter()
+        .rev()
+        .find_map(|u| u.release.clone())
+        .unwrap_or_else(|| id.clone());
+    let mut plan = Plan::new(
+        id.as_str(),
+        release,
+        config.layout,
+        servers
+            .iter()
+            .map(|s| {
+                let mut server = s.to_server();
+                server.hooks = hooks.points(&server.id);
+                server
+            })
+            .collect(),
+    );
+    // They are out already: all at once, each one on its own (no prompt, no stop).
+    let mut policy = config.policy();
+    policy.parallel = n;
+    policy.max_unavailable = n;
+    policy.stages = vec![StageSize::Percent(100)];
+    policy.failure_budget = FailureBudget::Count(n);
+    policy.on_failure = OnFailure::Continue;
+    plan.policy = policy;
+    plan.preflight = false;
+    plan.meta.flags = argv;
+    plan.meta.message = Some(format!(
+        "recovering what {} left",
+        found
+            .iter()
+            .map(|u| u.id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    plan.meta.user = operator();
+
+    let mut session = match Session::open(config, id.as_str(), output, false) {
+        Ok(s) => s,
+        Err(e) => return refused("cannot start", &e),
+    };
+    {
+        let (printer, prep) = session.parts();
+        let mut show = (printer, &mut *out);
+        let mut prep = prep.with(&mut show);
+        prep.record(Event::started(&plan));
+        for (server, (cut, _)) in targets {
+            let detail = if *cut {
+                "left out of the pool with its copy cut: copied again from staging".to_string()
+            } else if config.layout == Layout::Releases {
+                "left out of the pool: its live release is whole (the switch is atomic)".to_string()
+            } else {
+                "left out of the pool: its copy had finished".to_string()
+            };
+            prep.record(Event::Warning {
+                server: Some(server.clone()),
+                detail,
+            });
+        }
+    }
+    let recopy: BTreeSet<ServerId> = targets
+        .iter()
+        .filter(|(_, (cut, _))| *cut)
+        .map(|(s, _)| s.clone())
+        .collect();
+    let notifier: Arc<dyn Notifier> = Arc::new(NoNotifier);
+    let ports = Ports {
+        pool: Arc::new(RecoverPool(pool)),
+        transfer: Arc::new(RecoverTransfer {
+            rsync: transfer,
+            recopy,
+            releases: config.layout == Layout::Releases,
+        }),
+        health: Arc::new(canary),
+        hooks,
+        notifier,
+    };
+    let code = session.drive(plan, ports, out).await;
+    hosts.close().await;
+    code
+}
+
+/// Appends to `u`'s journal that recovery `by` took over, and its end.
+fn close(state_dir: &Path, u: &Unfinished, by: &ReleaseId) -> Result<(), String> {
+    let path = journal::path(state_dir, &u.id);
+    journal::cut_torn_tail(&path).map_err(|e| e.to_string())?;
+    let mut j = Journal::create(state_dir, &u.id).map_err(|e| e.to_string())?;
+    let now = SystemTime::now();
+    let mine: Vec<&ServerId> = u.left.iter().map(|(s, _)| s).collect();
+    let detail = if mine.is_empty() {
+        format!("the deploy did not finish (killed?); closed by {by}: no server was left out of the pool")
+    } else {
+        format!(
+            "the deploy did not finish (killed?); {by} took over {} (see its journal)",
+            join(&mine)
+        )
+    };
+    let mut summary = Summary::default();
+    for state in u.last.values() {
+        let state = match state {
+            s if s.is_final() => *s,
+            _ => ServerStatus::Skipped,
+        };
+        summary.count(state);
+    }
+    for event in [
+        Event::Warning {
+            server: None,
+            detail,
+        },
+        Event::DeployFinished {
+            summary,
+            duration_s: u
+                .started
+                .and_then(|s| now.duration_since(s).ok())
+                .map_or(0.0, |d| d.as_secs_f64()),
+            exit_code: exit::FAILED,
+        },
+    ] {
+        j.append(&Record {
+            ts: now,
+            deploy: u.id.clone(),
+            event,
+        })
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// HAProxy, but a server that is already out of the pool is not depooled again (a
+/// drain would take it out of maintenance first).
+#[derive(Debug)]
+struct RecoverPool(HaproxyPool);
+
+#[async_trait]
+impl PoolControl for RecoverPool {
+    async fn depool(&self, server: &Server, progress: &Progress) -> Result<(), PortError> {
+        if self.0.state(server).await? == PoolState::Maint {
+            return Ok(());
+        }
+        self.0.depool(server, progress).await
+    }
+    async fn repool(&self, server: &Server, progress: &Progress) -> Result<(), PortError> {
+        self.0.repool(server, progress).await
+    }
+    async fn state(&self, server: &Server) -> Result<PoolState, PortError> {
+        self.0.state(server).await
+    }
+    async fn states(&self) -> Result<Vec<(ServerId, PoolState)>, PortError> {
+        self.0.states().await
+    }
+}
+
+/// The transfer of a recovery: copies again only what was cut.
+#[derive(Debug)]
+struct RecoverTransfer {
+    rsync: RsyncTransfer,
+    /// In place: servers whose copy into the live tree was cut.
+    recopy: BTreeSet<ServerId>,
+    releases: bool,
+}
+
+#[async_trait]
+impl Transfer for RecoverTransfer {
+    async fn copy(&self, _: &Server, _: &ReleaseId, _: &Progress) -> Result<(), PortError> {
+        Ok(())
+    }
+
+    async fn activate(
+        &self,
+        server: &Server,
+        release: &ReleaseId,
+        progress: &Progress,
+    ) -> Result<(), PortError> {
+        if self.recopy.contains(&server.id) {
+            return self.rsync.activate(server, release, progress).await;
+        }
+        Ok(())
+    }
+
+    async fn rollback(&self, server: &Server, progress: &Progress) -> Result<ReleaseId, PortError> {
+        self.rsync.rollback(server, progress).await
+    }
+
+    fn can_rollback(&self) -> bool {
+        self.releases
+    }
+}
