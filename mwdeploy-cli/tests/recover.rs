@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
@@ -15,7 +15,7 @@ use testfleet::{write_stamp, Fleet, Layout, INITIAL_STAMP};
 /// Runs `--rsync --rollout --json` and kills it (SIGKILL) at the first record `at`
 /// accepts; returns the records seen.
 fn deploy_killed(config: &Path, at: impl Fn(&Value) -> bool) -> Vec<Value> {
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .arg("-C")
         .arg(config)
         .args(["--rsync", "--rollout", "--json"])
@@ -25,23 +25,32 @@ fn deploy_killed(config: &Path, at: impl Fn(&Value) -> bool) -> Vec<Value> {
         .env_remove("MWDEPLOY_CONFIG")
         .spawn()
         .expect("mwdeploy starts");
-    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    // Killed and reaped however this function ends.
+    let mut child = Killed(child);
+    let mut reader = BufReader::new(child.0.stdout.take().unwrap());
     let mut seen = Vec::new();
     let mut line = String::new();
     loop {
         line.clear();
         if reader.read_line(&mut line).unwrap() == 0 {
-            let status = child.wait().unwrap();
-            panic!("the deploy ended ({status}) before the kill point: {seen:?}");
+            panic!("the deploy ended before the kill point: {seen:?}");
         }
         let record = parse(line.trim_end());
         let hit = at(&record);
         seen.push(record);
         if hit {
-            child.kill().unwrap();
-            child.wait().unwrap();
             return seen;
         }
+    }
+}
+
+/// A child process that gets SIGKILL and is reaped when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
