@@ -19,6 +19,8 @@
 //!   driver against HAProxy, rsync, the canary and the hooks.
 //! - `adapters`: the engine's ports built from the config (HAProxy, rsync, canary, hooks).
 //! - `simulate`: `mwdeploy simulate`.
+//! - `ops`: the operations subcommands: `status`, `log`, `lock`, `releases`,
+//!   `completions`.
 //! - `render`: events as plain or JSON lines.
 //! - `output`: a locked, buffered stdout that ends quietly on a closed pipe.
 //! - [`exit`]: the exit codes.
@@ -33,6 +35,7 @@ mod error;
 pub mod exit;
 mod log_file;
 mod notify;
+mod ops;
 mod output;
 mod render;
 mod request;
@@ -71,9 +74,29 @@ where
             };
         }
     };
+    if let Some(command) = &cli.command {
+        let given = cli.deploy.given();
+        if !given.is_empty() {
+            let e = error::CliError::Usage(format!(
+                "{} cannot be combined with the subcommand `{}`: deploy flags start a deploy, \
+                 which is the command without a subcommand",
+                given.join(" "),
+                command.name()
+            ));
+            eprintln!("mwdeploy: {e}");
+            return e.exit_code();
+        }
+    }
     let mut out = Output::stdout();
     let result = match &cli.command {
         Some(Command::Simulate(args)) => simulate::run(args, &mut out),
+        Some(Command::Status(args)) => ops::status::run(cli.config_file.as_deref(), args, &mut out),
+        Some(Command::Log(args)) => ops::log::run(cli.config_file.as_deref(), args, &mut out),
+        Some(Command::Lock(args)) => ops::lock::run(cli.config_file.as_deref(), args, &mut out),
+        Some(Command::Releases(args)) => {
+            ops::releases::run(cli.config_file.as_deref(), args, &mut out)
+        }
+        Some(Command::Completions(args)) => ops::completions::run(args, &mut out),
         None => {
             let given = argv
                 .iter()
