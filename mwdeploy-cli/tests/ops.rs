@@ -8,12 +8,16 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use std::time::{Duration, SystemTime};
+
+use mwdeploy_core::event::{Event, Record};
+use mwdeploy_core::journal::{self, Journal};
 use mwdeploy_core::lock::{lock_path, DeployLock, Holder};
 use serde_json::Value;
 
 mod support;
 use support::*;
-use testfleet::{write_stamp, Layout};
+use testfleet::{write_stamp, Fault, Layout};
 
 fn code(o: &Output) -> Option<i32> {
     o.status.code()
@@ -221,6 +225,49 @@ fn usage_and_config_errors_exit_2() {
     );
 }
 
+/// `log --follow` of a journal that stops growing: it waits while a process holds the
+/// lock and ends on SIGINT with exit 130; with the lock free it ends by itself, saying
+/// the deploy did not finish.
+#[test]
+fn log_follow_of_a_deploy_that_stopped() {
+    let d = Bare::new();
+    let id = "20261122T050000Z-dead";
+    let mut j = Journal::create(&d.state(), id).unwrap();
+    j.append(&Record {
+        ts: SystemTime::now(),
+        deploy: id.into(),
+        event: Event::StageFinished { stage: 1 },
+    })
+    .unwrap();
+    drop(j);
+
+    let held = DeployLock::acquire(&d.state(), Holder::current("a deploy")).unwrap();
+    let child = std::process::Command::new(BIN)
+        .arg("-C")
+        .arg(d.config())
+        .args(["log", "--follow", id])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Past the quiet while: still following, since the lock is held.
+    std::thread::sleep(Duration::from_millis(3_500));
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    drop(held);
+    assert_eq!(code(&o), Some(130), "{}", both(&o));
+    assert!(text(&o.stdout).contains("stage 1 finished"), "{}", both(&o));
+
+    let o = d.run(&["log", "--follow", "--latest"]);
+    assert_eq!(code(&o), Some(0), "{}", both(&o));
+    assert!(text(&o.stdout).contains("stage 1 finished"), "{}", both(&o));
+    assert!(text(&o.stderr).contains("did not finish"), "{}", both(&o));
+}
+
 /// Lines of `out` as JSON.
 fn json_lines(out: &str) -> Vec<Value> {
     out.lines().map(parse).collect()
@@ -396,4 +443,57 @@ fn status_log_and_releases_on_a_real_fleet() {
         "{}",
         both(&none)
     );
+
+    // --follow of a deploy that is running: every line, as the journal ends up.
+    write_stamp(fleet.staging().path(), "v3").unwrap();
+    let mut running = std::process::Command::new(BIN)
+        .arg("-C")
+        .arg(&c)
+        .args(["--rsync", "--rollout", "--json"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let second = loop {
+        let ids = journal::list(&fleet.state_dir()).unwrap();
+        if let Some(new) = ids.into_iter().find(|i| *i != id) {
+            break new;
+        }
+        assert!(
+            running.try_wait().unwrap().is_none(),
+            "the deploy ended early"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let followed = mwdeploy(&c, &["log", "--follow", "--json", &second]);
+    let status = running.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(code(&followed), Some(0), "{}", both(&followed));
+    let whole = fs::read_to_string(journal::path(&fleet.state_dir(), &second)).unwrap();
+    assert_eq!(text(&followed.stdout), whole);
+    assert!(whole.lines().last().unwrap().contains("deploy_finished"));
+
+    // A server that cannot be reached: shown as such, exit 1; the others still shown.
+    fleet.inject(Fault::SshDown(1)).unwrap();
+    let unreachable = mwdeploy(&c, &["releases"]);
+    let out = text(&unreachable.stdout);
+    assert_eq!(code(&unreachable), Some(1), "{}", both(&unreachable));
+    assert!(out.contains("mw2: cannot be read: cannot reach "), "{out}");
+    assert!(out.contains(&format!("live: {second}")), "{out}");
+
+    // A proxy that cannot be read: shown as such, exit 1.
+    fleet.inject(Fault::ProxyDown(1)).unwrap();
+    let st = mwdeploy(&c, &["status"]);
+    let out = text(&st.stdout);
+    assert_eq!(code(&st), Some(1), "{}", both(&st));
+    assert!(
+        out.contains("proxy lb2: unreachable: admin socket "),
+        "{out}"
+    );
+    assert!(out.contains("; unreachable: lb2\n"), "{out}");
+    let json = mwdeploy(&c, &["status", "--json"]);
+    assert_eq!(code(&json), Some(1), "{}", both(&json));
+    let v = parse(text(&json.stdout).trim());
+    assert_eq!(v["proxies"][1]["reachable"], false, "{v}");
 }

@@ -9,10 +9,13 @@
 //! ```
 //!
 //! The id is checked as a name before it becomes a path. The journal is only read.
+//! SIGINT or SIGTERM ends a `--follow` with what was read shown, exit 130.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use mwdeploy_core::event::{Event, Record};
@@ -100,14 +103,24 @@ pub(crate) fn run<W: Write>(
                 Ok(LockStatus::Free | LockStatus::Stale(_))
             )
         };
-        follow(
+        let interrupted = interrupt_flag();
+        let end = follow(
             &mut file,
             &mut view,
             out,
             FollowTiming::default(),
             lock_free,
+            &interrupted,
         )
         .map_err(CliError::Output)?;
+        match end {
+            FollowEnd::Interrupted => return Ok(exit::INTERRUPTED),
+            FollowEnd::Abandoned => eprintln!(
+                "mwdeploy: deploy {id} did not finish: nothing was written for a while and no \
+                 deploy holds the lock (it was killed?); `mwdeploy recover` finishes its work"
+            ),
+            FollowEnd::Finished | FollowEnd::Closed => {}
+        }
     } else {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(CliError::Output)?;
@@ -144,19 +157,36 @@ fn unknown_id(id: &str, state_dir: &Path, ids: &[String]) -> String {
     )
 }
 
+/// Why a `--follow` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FollowEnd {
+    /// `deploy_finished` was shown.
+    Finished,
+    /// Nothing came for a while and no deploy holds the lock: the deploy died.
+    Abandoned,
+    /// SIGINT or SIGTERM.
+    Interrupted,
+    /// The reader went away (a closed pipe).
+    Closed,
+}
+
 /// Reads what is appended to `file` every `timing.poll` and shows it, until the deploy
 /// finished (its `deploy_finished` was shown), or nothing came for `timing.quiet` and
-/// `lock_free` says no deploy holds the lock (the deploy died without finishing).
+/// `lock_free` says no deploy holds the lock (the deploy died without finishing), or
+/// `interrupted` is set.
+///
+/// The lock is only asked about after a quiet while: asking takes it for an instant.
 pub(crate) fn follow<R: Read, W: Write>(
     file: &mut R,
     view: &mut View,
     out: &mut Output<W>,
     timing: FollowTiming,
     mut lock_free: impl FnMut() -> bool,
-) -> io::Result<()> {
+    interrupted: &AtomicBool,
+) -> io::Result<FollowEnd> {
     let mut chunk = Vec::with_capacity(64 * 1024);
     let mut last_news = Instant::now();
-    loop {
+    let end = loop {
         chunk.clear();
         file.read_to_end(&mut chunk)?;
         if !chunk.is_empty() {
@@ -164,20 +194,62 @@ pub(crate) fn follow<R: Read, W: Write>(
             view.feed(&chunk, out);
             out.flush();
         }
-        if view.finished || out.is_dead() {
-            break;
+        if view.finished {
+            break FollowEnd::Finished;
+        }
+        if out.is_dead() {
+            break FollowEnd::Closed;
+        }
+        if interrupted.load(Ordering::SeqCst) {
+            break FollowEnd::Interrupted;
         }
         if last_news.elapsed() >= timing.quiet {
             if lock_free() {
-                break;
+                break FollowEnd::Abandoned;
             }
             // Held: the deploy is only slow (a long copy); ask again after another while.
             last_news = Instant::now();
         }
         std::thread::sleep(timing.poll);
-    }
+    };
     view.finish(out);
-    Ok(())
+    out.flush();
+    Ok(end)
+}
+
+/// A flag set by SIGINT or SIGTERM (which then no longer end the process), watched by
+/// a thread of its own; returns once the signals are caught.
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    let (ready, watching) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            let _ = ready.send(());
+            return;
+        };
+        runtime.block_on(async {
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                let _ = ready.send(());
+                return;
+            };
+            let _ = ready.send(());
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            set.store(true, Ordering::SeqCst);
+        });
+    });
+    let _ = watching.recv();
+    flag
 }
 
 /// A journal shown line by line, as it grows.
@@ -411,6 +483,21 @@ mod tests {
         }
     }
 
+    static NO: AtomicBool = AtomicBool::new(false);
+
+    #[test]
+    fn an_interrupt_ends_a_follow() {
+        let journal = Growing::default();
+        journal.append(&state(0, "mw1", ServerStatus::Copying));
+        let stop = AtomicBool::new(true);
+        let mut out = Output::new(Vec::new());
+        let mut v = view(true);
+        let mut reader = journal.clone();
+        let end = follow(&mut reader, &mut v, &mut out, FAST, || false, &stop).unwrap();
+        assert_eq!(end, FollowEnd::Interrupted);
+        assert!(text(out).contains("copying"));
+    }
+
     const FAST: FollowTiming = FollowTiming {
         poll: Duration::from_millis(5),
         quiet: Duration::from_millis(100),
@@ -435,8 +522,9 @@ mod tests {
         let mut v = view(true);
         let mut reader = journal.clone();
         // The lock is held throughout: only deploy_finished ends the follow.
-        follow(&mut reader, &mut v, &mut out, FAST, || false).unwrap();
+        let end = follow(&mut reader, &mut v, &mut out, FAST, || false, &NO).unwrap();
         writer.join().unwrap();
+        assert_eq!(end, FollowEnd::Finished);
         assert!(v.finished);
         assert_eq!(v.bad_lines, 0);
         assert_eq!(text(out), format!("{first}{}", finished(500)));
@@ -451,11 +539,19 @@ mod tests {
         let mut v = view(false);
         let mut reader = journal.clone();
         // Held at the first check, free at the second.
-        follow(&mut reader, &mut v, &mut out, FAST, || {
-            asked += 1;
-            asked >= 2
-        })
+        let end = follow(
+            &mut reader,
+            &mut v,
+            &mut out,
+            FAST,
+            || {
+                asked += 1;
+                asked >= 2
+            },
+            &NO,
+        )
         .unwrap();
+        assert_eq!(end, FollowEnd::Abandoned);
         assert_eq!(asked, 2);
         assert!(!v.finished);
         assert!(text(out).contains("mw1       transferring"));

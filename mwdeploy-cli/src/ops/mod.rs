@@ -66,6 +66,15 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .map_err(CliError::Output)
 }
 
+/// `error` without a leading `<what>: ` that only repeats what the line already names
+/// (`server mw2: cannot reach ...` shown under mw2).
+pub(crate) fn unprefixed<'a>(error: &'a str, what: &str) -> &'a str {
+    error
+        .strip_prefix(what)
+        .and_then(|rest| rest.strip_prefix(": "))
+        .unwrap_or(error)
+}
+
 /// `--servers LIST|all`: indices into `config.servers`, in config order. Each name is
 /// checked as a name before it is looked up, and must be a server of the config.
 pub(crate) fn select_servers(
@@ -101,4 +110,18 @@ pub(crate) fn select_servers(
     Ok((0..config.servers.len())
         .filter(|&i| names.iter().any(|n| n == config.servers[i].name.as_str()))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_prefix_naming_the_subject_again_is_dropped() {
+        let e = "server mw2: cannot reach root@h over ssh";
+        assert_eq!(
+            super::unprefixed(e, "server mw2"),
+            "cannot reach root@h over ssh"
+        );
+        assert_eq!(super::unprefixed(e, "server mw3"), e);
+        assert_eq!(super::unprefixed(e, "server mw"), e);
+    }
 }

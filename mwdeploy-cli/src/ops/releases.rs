@@ -53,6 +53,7 @@ pub(crate) fn run<W: Write>(
             Ok(r) => show(out, r),
             Err(e) => {
                 failed += 1;
+                let e = super::unprefixed(e, &format!("server {}", server.id));
                 out.fmt(format_args!(
                     "{}: cannot be read: {}\n",
                     server.id,

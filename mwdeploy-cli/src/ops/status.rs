@@ -76,7 +76,13 @@ pub(crate) fn run<W: Write>(
     });
     let releases: Option<Vec<Release>> = match read {
         None => None,
-        Some(Ok(read)) => Some(read.iter().map(Release::of).collect()),
+        Some(Ok(read)) => Some(
+            servers
+                .iter()
+                .zip(&read)
+                .map(|(s, r)| Release::of(s, r))
+                .collect(),
+        ),
         Some(Err(e)) => {
             eprintln!("mwdeploy: warning: the releases cannot be read: {e}");
             None
@@ -125,13 +131,15 @@ pub(crate) enum Release {
 }
 
 impl Release {
-    fn of(r: &Result<ServerReleases, String>) -> Release {
+    fn of(server: &Server, r: &Result<ServerReleases, String>) -> Release {
         match r {
             Ok(r) => match r.live_release() {
                 Some(id) => Release::Live(id.to_string()),
                 None => Release::Other(super::releases::live_text(r)),
             },
-            Err(e) => Release::Unreadable(e.clone()),
+            Err(e) => Release::Unreadable(
+                super::unprefixed(e, &format!("server {}", server.id)).to_string(),
+            ),
         }
     }
 
@@ -326,7 +334,8 @@ impl<'a> Assessment<'a> {
         }
         text.push_str(&t.render("  "));
         for (proxy, e) in &self.unreachable {
-            text.push_str(&format!("proxy {proxy}: cannot be read: {}\n", Clean(e)));
+            let e = super::unprefixed(e, &format!("proxy {proxy}"));
+            text.push_str(&format!("proxy {proxy}: unreachable: {}\n", Clean(e)));
         }
         for d in &self.drift {
             let states: Vec<String> = d
@@ -392,8 +401,13 @@ impl<'a> Assessment<'a> {
             .collect();
         let up = self.servers.len() - down.len();
         text.push_str(&format!(
-            "{up} of {} UP on every proxy and backend",
-            count(self.servers.len(), "pooled server")
+            "{up} of {} UP on every proxy and backend{}",
+            count(self.servers.len(), "pooled server"),
+            if self.unreachable.is_empty() {
+                ""
+            } else {
+                " that answered"
+            }
         ));
         if !down.is_empty() {
             text.push_str(&format!("; not UP: {}", down.join("; ")));
@@ -620,7 +634,14 @@ mod tests {
         let a = Assessment::new(&p, &status, Some(rel));
         assert_eq!(a.exit_code(), 1);
         let text = a.plain(&status);
-        assert!(text.contains("proxy lb2: cannot be read:"), "{text}");
+        assert!(
+            text.contains("proxy lb2: unreachable: haproxy configuration: socket gone\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("1 of 3 pooled servers UP on every proxy and backend that answered;"),
+            "{text}"
+        );
         assert!(
             text.contains("missing: mw2 is not a server of this backend"),
             "{text}"
