@@ -488,12 +488,12 @@ fn status_log_and_releases_on_a_real_fleet() {
     let out = text(&st.stdout);
     assert_eq!(code(&st), Some(1), "{}", both(&st));
     assert!(
-        out.contains("proxy lb2: unreachable: admin socket "),
+        out.contains("proxy lb2: cannot be read: admin socket "),
         "{out}"
     );
-    assert!(out.contains("; unreachable: lb2\n"), "{out}");
+    assert!(out.contains("; not read: lb2\n"), "{out}");
     let json = mwdeploy(&c, &["status", "--json"]);
     assert_eq!(code(&json), Some(1), "{}", both(&json));
     let v = parse(text(&json.stdout).trim());
-    assert_eq!(v["proxies"][1]["reachable"], false, "{v}");
+    assert_eq!(v["proxies"][1]["answered"], false, "{v}");
 }

@@ -45,12 +45,8 @@ pub(crate) fn run<W: Write>(
             haproxy: s.haproxy_server.as_ref().unwrap_or(&s.name).to_string(),
         })
         .collect();
-    let servers: Vec<Server> = config
-        .servers
-        .iter()
-        .filter(|s| s.pooled)
-        .map(|s| s.to_server())
-        .collect();
+    // Every server's release, pooled or not (a job runner on another release is drift too).
+    let servers: Vec<Server> = config.servers.iter().map(|s| s.to_server()).collect();
     let hosts = Arc::new(Hosts::new(config.ssh_defaults()).map_err(CliError::Output)?);
     let pool = if config.proxies.is_empty() {
         None
@@ -74,13 +70,13 @@ pub(crate) fn run<W: Write>(
         };
         tokio::join!(status, read)
     });
-    let releases: Option<Vec<Release>> = match read {
+    let releases: Option<Vec<(String, Release)>> = match read {
         None => None,
         Some(Ok(read)) => Some(
             servers
                 .iter()
                 .zip(&read)
-                .map(|(s, r)| Release::of(s, r))
+                .map(|(s, r)| (s.id.to_string(), Release::of(s, r)))
                 .collect(),
         ),
         Some(Err(e)) => {
@@ -88,19 +84,10 @@ pub(crate) fn run<W: Write>(
             None
         }
     };
-    let Some(status) = status else {
-        let note = format!(
-            "{} lists no proxy_servers: there is no pool to show",
-            config.file.display()
-        );
-        if args.json {
-            let v = json!({"ok": true, "exit_code": exit::OK, "note": note, "servers": []});
-            out.fmt(format_args!("{v}\n"));
-        } else {
-            out.fmt(format_args!("{note}\n"));
-        }
-        return Ok(exit::OK);
-    };
+    // No proxy: no pool to judge, and nothing out of it.
+    let status = status.unwrap_or(PoolStatus {
+        proxies: Vec::new(),
+    });
     let a = Assessment::new(&pooled, &status, releases);
     if args.json {
         out.fmt(format_args!("{}\n", a.json(&status)));
@@ -199,19 +186,26 @@ pub(crate) struct Assessment<'a> {
     drift: Vec<Drift>,
     /// Servers in the backends that the config does not pool: (proxy, backend, name).
     others: Vec<(&'a str, &'a str, &'a str)>,
-    /// Whether the release layout's column is shown.
-    releases: bool,
+    /// Every server's release (release layout), in config order.
+    releases: Option<Vec<(String, Release)>>,
+    /// The config lists no proxy: there is no pool.
+    no_proxies: bool,
 }
 
 impl<'a> Assessment<'a> {
-    /// Judges `status` for the `pooled` servers; `releases` (release layout) in their order.
+    /// Judges `status` for the `pooled` servers; `releases` (release layout) are every
+    /// server's, by name.
     pub(crate) fn new(
         pooled: &'a [Pooled],
         status: &'a PoolStatus,
-        releases: Option<Vec<Release>>,
+        releases: Option<Vec<(String, Release)>>,
     ) -> Self {
-        let has_releases = releases.is_some();
-        let mut releases = releases.map(Vec::into_iter);
+        let release_of = |name: &str| {
+            releases
+                .as_ref()
+                .and_then(|r| r.iter().find(|(n, _)| n == name))
+                .map(|(_, r)| r.clone())
+        };
         let servers = pooled
             .iter()
             .map(|p| {
@@ -228,7 +222,7 @@ impl<'a> Assessment<'a> {
                 ServerView {
                     pooled: p,
                     cells,
-                    release: releases.as_mut().and_then(Iterator::next),
+                    release: release_of(&p.name),
                 }
             })
             .collect();
@@ -251,13 +245,14 @@ impl<'a> Assessment<'a> {
             unreachable,
             drift,
             others,
-            releases: has_releases,
+            releases,
+            no_proxies: status.proxies.is_empty(),
         }
     }
 
     /// Every pooled server UP everywhere, and every proxy read.
     pub(crate) fn is_ok(&self) -> bool {
-        self.unreachable.is_empty() && self.servers.iter().all(ServerView::is_up)
+        self.no_proxies || self.unreachable.is_empty() && self.servers.iter().all(ServerView::is_up)
     }
 
     /// 0 when [`is_ok`](Self::is_ok), else 1.
@@ -272,11 +267,11 @@ impl<'a> Assessment<'a> {
     /// Distinct live releases, each with its servers, when there is more than one.
     fn release_drift(&self) -> Vec<(String, Vec<&str>)> {
         let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
-        for s in &self.servers {
-            if let Some(Release::Live(id)) = &s.release {
+        for (name, release) in self.releases.iter().flatten() {
+            if let Release::Live(id) = release {
                 match groups.iter_mut().find(|(g, _)| g == id) {
-                    Some((_, names)) => names.push(&s.pooled.name),
-                    None => groups.push((id.clone(), vec![&s.pooled.name])),
+                    Some((_, names)) => names.push(name),
+                    None => groups.push((id.clone(), vec![name])),
                 }
             }
         }
@@ -290,6 +285,11 @@ impl<'a> Assessment<'a> {
     /// The plain report.
     pub(crate) fn plain(&self, status: &PoolStatus) -> String {
         let mut text = String::new();
+        if self.no_proxies {
+            text.push_str("pool: none: the config lists no proxy_servers\n");
+            self.plain_releases(&mut text);
+            return text;
+        }
         let proxies: Vec<&str> = status.proxies.iter().map(|p| p.proxy.as_str()).collect();
         text.push_str(&format!(
             "pool: {} on {} ({})\n",
@@ -335,7 +335,7 @@ impl<'a> Assessment<'a> {
         text.push_str(&t.render("  "));
         for (proxy, e) in &self.unreachable {
             let e = super::unprefixed(e, &format!("proxy {proxy}"));
-            text.push_str(&format!("proxy {proxy}: unreachable: {}\n", Clean(e)));
+            text.push_str(&format!("proxy {proxy}: cannot be read: {}\n", Clean(e)));
         }
         for d in &self.drift {
             let states: Vec<String> = d
@@ -353,26 +353,7 @@ impl<'a> Assessment<'a> {
                 states.join(", ")
             ));
         }
-        if self.releases {
-            let mut r = Table::new(&["SERVER", "RELEASE"]);
-            for s in &self.servers {
-                let shown = s.release.as_ref().map(Release::text).unwrap_or_default();
-                r.row(vec![s.pooled.name.clone(), shown]);
-            }
-            text.push_str("releases:\n");
-            text.push_str(&r.render("  "));
-            let drift: Vec<String> = self
-                .release_drift()
-                .into_iter()
-                .map(|(id, names)| format!("{id} on {}", names.join(", ")))
-                .collect();
-            if !drift.is_empty() {
-                text.push_str(&format!(
-                    "release drift between servers: {}\n",
-                    drift.join("; ")
-                ));
-            }
-        }
+        self.plain_releases(&mut text);
         if !self.others.is_empty() {
             let mut names: Vec<&str> = self.others.iter().map(|(_, _, s)| *s).collect();
             names.dedup();
@@ -414,10 +395,34 @@ impl<'a> Assessment<'a> {
         }
         if !self.unreachable.is_empty() {
             let names: Vec<&str> = self.unreachable.iter().map(|(p, _)| *p).collect();
-            text.push_str(&format!("; unreachable: {}", names.join(", ")));
+            text.push_str(&format!("; not read: {}", names.join(", ")));
         }
         text.push('\n');
         text
+    }
+
+    /// The release layout's part: every server's release, and drift between them.
+    fn plain_releases(&self, text: &mut String) {
+        let Some(releases) = &self.releases else {
+            return;
+        };
+        let mut r = Table::new(&["SERVER", "RELEASE"]);
+        for (name, release) in releases {
+            r.row(vec![name.clone(), release.text()]);
+        }
+        text.push_str("releases:\n");
+        text.push_str(&r.render("  "));
+        let drift: Vec<String> = self
+            .release_drift()
+            .into_iter()
+            .map(|(id, names)| format!("{id} on {}", names.join(", ")))
+            .collect();
+        if !drift.is_empty() {
+            text.push_str(&format!(
+                "release drift between servers: {}\n",
+                drift.join("; ")
+            ));
+        }
     }
 
     /// The report as one JSON object.
@@ -451,12 +456,7 @@ impl<'a> Assessment<'a> {
                     "pool": pool,
                 });
                 if let Some(r) = &s.release {
-                    let (release, detail) = match r {
-                        Release::Live(id) => (Value::from(id.as_str()), Value::Null),
-                        Release::Other(t) | Release::Unreadable(t) => {
-                            (Value::Null, Value::from(t.as_str()))
-                        }
-                    };
+                    let (release, detail) = release_json(r);
                     v["release"] = release;
                     v["release_detail"] = detail;
                 }
@@ -469,9 +469,18 @@ impl<'a> Assessment<'a> {
             .map(|p| {
                 json!({
                     "proxy": p.proxy,
-                    "reachable": p.error.is_none(),
+                    "answered": p.error.is_none(),
                     "error": p.error.as_ref().map(|e| e.to_string()),
                 })
+            })
+            .collect();
+        let releases: Vec<Value> = self
+            .releases
+            .iter()
+            .flatten()
+            .map(|(name, r)| {
+                let (release, detail) = release_json(r);
+                json!({"server": name, "release": release, "detail": detail})
             })
             .collect();
         let release_drift: Vec<Value> = self
@@ -490,9 +499,19 @@ impl<'a> Assessment<'a> {
             "servers": servers,
             "proxies": proxies,
             "drift": self.drift,
+            "releases": releases,
             "release_drift": release_drift,
             "not_pooled_in_backends": others,
         })
+    }
+}
+
+/// A release as JSON: its id (`null` when the live path is not one) and what was seen
+/// instead.
+fn release_json(r: &Release) -> (Value, Value) {
+    match r {
+        Release::Live(id) => (Value::from(id.as_str()), Value::Null),
+        Release::Other(t) | Release::Unreadable(t) => (Value::Null, Value::from(t.as_str())),
     }
 }
 
@@ -561,6 +580,21 @@ mod tests {
     }
 
     #[test]
+    fn without_proxies_there_is_no_pool_but_the_releases_are_shown() {
+        let status = PoolStatus {
+            proxies: Vec::new(),
+        };
+        let p = pooled(&["mw1"]);
+        let rel = vec![("mw1".to_string(), Release::Live("r1".into()))];
+        let a = Assessment::new(&p, &status, Some(rel));
+        assert_eq!(a.exit_code(), 0);
+        assert_eq!(
+            a.plain(&status),
+            "pool: none: the config lists no proxy_servers\nreleases:\n  SERVER  RELEASE\n  mw1     r1\n"
+        );
+    }
+
+    #[test]
     fn every_server_up_everywhere_is_ok() {
         let status = PoolStatus {
             proxies: vec![
@@ -569,7 +603,11 @@ mod tests {
             ],
         };
         let p = pooled(&["mw1", "mw2"]);
-        let rel = vec![Release::Live("r1".into()), Release::Live("r1".into())];
+        let rel = vec![
+            ("mw1".to_string(), Release::Live("r1".into())),
+            ("mw2".to_string(), Release::Live("r1".into())),
+            ("job1".to_string(), Release::Live("r1".into())),
+        ];
         let a = Assessment::new(&p, &status, Some(rel));
         assert!(a.is_ok());
         assert_eq!(a.exit_code(), 0);
@@ -627,15 +665,19 @@ mod tests {
         };
         let p = pooled(&["mw1", "mw2", "mw3"]);
         let rel = vec![
-            Release::Live("r2".into()),
-            Release::Live("r1".into()),
-            Release::Unreadable("ssh: refused\x1b[0m".into()),
+            ("mw1".to_string(), Release::Live("r2".into())),
+            ("mw2".to_string(), Release::Live("r1".into())),
+            (
+                "mw3".to_string(),
+                Release::Unreadable("ssh: refused\x1b[0m".into()),
+            ),
+            ("job1".to_string(), Release::Live("r1".into())),
         ];
         let a = Assessment::new(&p, &status, Some(rel));
         assert_eq!(a.exit_code(), 1);
         let text = a.plain(&status);
         assert!(
-            text.contains("proxy lb2: unreachable: haproxy configuration: socket gone\n"),
+            text.contains("proxy lb2: cannot be read: haproxy configuration: socket gone\n"),
             "{text}"
         );
         assert!(
@@ -651,16 +693,17 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("release drift between servers: r2 on mw1; r1 on mw2\n"),
+            text.contains("release drift between servers: r2 on mw1; r1 on mw2, job1\n"),
             "{text}"
         );
         assert!(
             text.contains("not pooled servers of the config: old9"),
             "{text}"
         );
-        assert!(text.contains("unreachable: lb2"), "{text}");
+        assert!(text.ends_with("; not read: lb2\n"), "{text}");
         let v = a.json(&status);
-        assert_eq!(v["proxies"][1]["reachable"], false);
+        assert_eq!(v["proxies"][1]["answered"], false);
+        assert_eq!(v["releases"][3]["server"], "job1");
         assert_eq!(v["servers"][1]["pool"][0]["missing"], true);
         assert_eq!(v["release_drift"][1]["servers"][0], "mw2");
         assert_eq!(v["servers"][2]["release"], Value::Null);
