@@ -105,7 +105,8 @@ pub(crate) enum Command {
             --follow keeps reading as the deploy writes, until it finishes (or its lock is \
             free and nothing came for a few seconds: the deploy died).\n\n\
             Exit status: 0 shown; 1 no journal, or a line that is not a record; 2 for a \
-            usage or config error (an unknown ID lists the latest ones).",
+            usage or config error (an unknown ID lists the latest ones); 130 --follow ended by \
+            SIGINT or SIGTERM.",
         after_help = "Examples:\n  \
             mwdeploy log\n  \
             mwdeploy log --latest --follow\n  \
