@@ -18,7 +18,9 @@ use crate::config::{check_budget, check_stage};
 #[command(
     name = "mwdeploy",
     version,
-    args_conflicts_with_subcommands = true,
+    // Not `args_conflicts_with_subcommands`: clap counts the global -C as such an argument,
+    // so `mwdeploy -C x.yaml status` would be refused. lib.rs refuses deploy flags given
+    // with a subcommand instead (`DeployArgs::given`).
     long_about = "Rolling deploys of MediaWiki through HAProxy, one server or small batch at a time.\n\n\
         A deploy prepares the staging checkout on this host (git pulls, patches, the \
         localisation cache, a sync to the host's own live tree and its canary), then updates \
@@ -38,7 +40,9 @@ use crate::config::{check_budget, check_stage};
         mwdeploy --provision --servers mw-us-east-031\n  \
         mwdeploy --mediawiki --rollout --stages 1,10%,100% --failure-budget 5% --on-failure abort\n  \
         mwdeploy --core --rollout --dry-run -C ./config.yaml\n  \
-        mwdeploy simulate --servers 50 --seed 7\n\n\
+        mwdeploy simulate --servers 50 --seed 7\n  \
+        mwdeploy status\n  \
+        mwdeploy log --latest --follow\n\n\
         Config: -C/--config-file, else $MWDEPLOY_CONFIG, else /etc/mwdeploy/config.yaml \
         (refused when group or others can write it)."
 )]
@@ -75,6 +79,79 @@ pub(crate) enum Command {
             MWDEPLOY_SIM_SEED=7 mwdeploy simulate --servers 20 --stages 1,10%,100% --quiet"
     )]
     Simulate(SimulateArgs),
+
+    /// Pool state of every pooled server on every proxy and backend, and the release each
+    /// one serves.
+    #[command(
+        long_about = "Pool state of every pooled server (pooled: true) on every proxy and \
+            backend, in HAProxy's own words: status (UP, DOWN, MAINT, DRAIN), admin and \
+            operational state, sessions, queue and health check. A server whose state differs \
+            between proxies is shown as drift. In the release layout, the release each server \
+            serves, and drift between servers' releases. Nothing is changed.\n\n\
+            Exit status: 0 when every pooled server is UP on every proxy and backend; 1 when \
+            one is not, or a proxy could not be read; 2 for a usage or config error.",
+        after_help = "Examples:\n  \
+            mwdeploy status\n  \
+            mwdeploy status --json | jq '.servers[] | select(.up | not) | .server'\n  \
+            mwdeploy -C ./config.yaml status || echo 'not every server is UP'"
+    )]
+    Status(StatusArgs),
+
+    /// Show a deploy's journal: the latest, or the one named; --follow a running one.
+    #[command(
+        long_about = "Show a deploy's journal (<state_dir>/deploys/<ID>.jsonl): as the \
+            deploy's plain lines, times counted from its first record, or with --json the \
+            journal's lines as they are. Without an ID, the latest deploy.\n\n\
+            --follow keeps reading as the deploy writes, until it finishes (or its lock is \
+            free and nothing came for a few seconds: the deploy died).\n\n\
+            Exit status: 0 shown; 1 no journal, or a line that is not a record; 2 for a \
+            usage or config error (an unknown ID lists the latest ones); 130 --follow ended by \
+            SIGINT or SIGTERM.",
+        after_help = "Examples:\n  \
+            mwdeploy log\n  \
+            mwdeploy log --latest --follow\n  \
+            mwdeploy log 20261122T040000Z-ab12 --json | jq -c 'select(.event == \"canary\")'"
+    )]
+    Log(LogArgs),
+
+    /// The deploy lock of the state dir: who holds it; clear a dead holder's record.
+    #[command(
+        long_about = "The deploy lock of the state dir: one deploy, pool change or recovery \
+            at a time. `lock status` says who holds it (user, host, pid, start time, message) or \
+            that nobody does; `lock release` clears the record a holder that is gone left \
+            behind, and refuses while the holder runs.\n\n\
+            Exit status: 0 done; 1 the lock file could not be read or written; 2 usage or \
+            config error; 3 refused: the holder is still running.",
+        after_help = "Examples:\n  \
+            mwdeploy lock status\n  \
+            mwdeploy lock release"
+    )]
+    Lock(LockArgs),
+
+    /// Release layout: the releases on each server with their manifests, and which is live.
+    #[command(
+        long_about = "Release layout: the releases on each server (newest first) with their \
+            manifests (when made, by which deploy, what it copied, the staging commits), which \
+            one is live and where a rollback would go. In the in-place layout there are no \
+            release directories, and it says so.\n\n\
+            Exit status: 0 every server read; 1 a server could not be read; 2 for a usage or \
+            config error (a server not in the config).",
+        after_help = "Examples:\n  \
+            mwdeploy releases\n  \
+            mwdeploy releases --servers mw-us-east-011,mw-us-east-012"
+    )]
+    Releases(ReleasesArgs),
+
+    /// Print the shell completion script for SHELL.
+    #[command(
+        long_about = "Print the completion script for SHELL on stdout: every subcommand and \
+            flag. No config is read.",
+        after_help = "Examples:\n  \
+            mwdeploy completions bash > /etc/bash_completion.d/mwdeploy\n  \
+            mwdeploy completions zsh > \"${fpath[1]}/_mwdeploy\"\n  \
+            mwdeploy completions fish > ~/.config/fish/completions/mwdeploy.fish"
+    )]
+    Completions(CompletionsArgs),
 
     /// Make the previous (or a named) release live again (release layout).
     #[command(
@@ -116,6 +193,86 @@ pub(crate) enum Command {
             mwdeploy recover --json | jq -c 'select(.event == \"pool\")'"
     )]
     Recover(RecoverArgs),
+}
+
+impl Command {
+    /// The subcommand's name, as typed.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Command::Simulate(_) => "simulate",
+            Command::Status(_) => "status",
+            Command::Log(_) => "log",
+            Command::Lock(_) => "lock",
+            Command::Releases(_) => "releases",
+            Command::Completions(_) => "completions",
+            Command::Rollback(_) => "rollback",
+            Command::Recover(_) => "recover",
+        }
+    }
+}
+
+/// Flags of `mwdeploy status`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct StatusArgs {
+    /// One JSON object: every pooled server with its state on each proxy and backend,
+    /// the proxies, drift, releases.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Flags of `mwdeploy log`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct LogArgs {
+    /// The deploy's id (its journal's name) [default: the latest].
+    #[arg(value_name = "ID")]
+    pub(crate) id: Option<String>,
+
+    /// The latest deploy (the default when no ID is given).
+    #[arg(long, conflicts_with = "id")]
+    pub(crate) latest: bool,
+
+    /// Keep showing new records as the deploy writes them, until it finishes.
+    #[arg(short, long)]
+    pub(crate) follow: bool,
+
+    /// The journal's lines as they are: one JSON object per line.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `mwdeploy lock ...`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct LockArgs {
+    /// What to do with the lock.
+    #[command(subcommand)]
+    pub(crate) command: LockCommand,
+}
+
+/// `lock status` / `lock release`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub(crate) enum LockCommand {
+    /// Who holds the deploy lock, or that nobody does.
+    #[command(after_help = "Example:\n  mwdeploy lock status")]
+    Status,
+    /// Clear the record of a holder that is gone; refused (exit 3) while it runs.
+    #[command(after_help = "Example:\n  mwdeploy lock release")]
+    Release,
+}
+
+/// Flags of `mwdeploy releases`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ReleasesArgs {
+    /// Servers to show: a comma list of mw_servers names, or all [default: all].
+    #[arg(long, value_name = "LIST|all", value_delimiter = ',', action = ArgAction::Append)]
+    pub(crate) servers: Option<Vec<String>>,
+}
+
+/// Flags of `mwdeploy completions`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub(crate) shell: clap_complete::Shell,
 }
 
 /// Flags of `mwdeploy recover`.
@@ -345,6 +502,29 @@ impl DeployArgs {
             || self.provision
     }
 
+    /// Every deploy flag given (that a subcommand cannot be combined with).
+    pub(crate) fn given(&self) -> Vec<&'static str> {
+        let starting = [
+            (self.core, "--core"),
+            (self.mediawiki, "--mediawiki"),
+            (!self.extension.is_empty(), "--extension"),
+            (!self.skin.is_empty(), "--skin"),
+            (self.config, "--config"),
+            (!self.patch.is_empty(), "--patch"),
+            (self.rsync, "--rsync"),
+            (self.provision, "--provision"),
+            (self.json, "--json"),
+            (self.no_tui, "--no-tui"),
+        ];
+        let mut given: Vec<&'static str> = starting
+            .iter()
+            .filter(|(g, _)| *g)
+            .map(|(_, f)| *f)
+            .collect();
+        given.extend(self.shaping_flags());
+        given
+    }
+
     /// The deploy flags given that only shape a deploy (they start none by themselves).
     pub(crate) fn shaping_flags(&self) -> Vec<&'static str> {
         let given = [
@@ -536,6 +716,42 @@ mod tests {
         );
         assert!(stages("1,,100%").is_err());
         assert!(stages("ten").is_err());
+    }
+
+    #[test]
+    fn operations_subcommands_parse() {
+        let parse = |args: &[&str]| {
+            Invocation::try_parse_from(std::iter::once("mwdeploy").chain(args.iter().copied()))
+        };
+        let Some(Command::Log(a)) = parse(&["log", "d-1", "-f", "--json"]).unwrap().command else {
+            panic!("not log");
+        };
+        assert_eq!(a.id.as_deref(), Some("d-1"));
+        assert!(a.follow && a.json && !a.latest);
+        assert!(parse(&["log", "d-1", "--latest"]).is_err());
+        let Some(Command::Lock(l)) = parse(&["lock", "release"]).unwrap().command else {
+            panic!("not lock");
+        };
+        assert_eq!(l.command, LockCommand::Release);
+        assert!(parse(&["lock"]).is_err());
+        let Some(Command::Releases(r)) = parse(&["releases", "--servers", "a,b", "--servers", "c"])
+            .unwrap()
+            .command
+        else {
+            panic!("not releases");
+        };
+        assert_eq!(r.servers.unwrap(), ["a", "b", "c"]);
+        assert!(matches!(
+            parse(&["-C", "x.yaml", "status", "--json"])
+                .unwrap()
+                .command,
+            Some(Command::Status(StatusArgs { json: true }))
+        ));
+        assert!(parse(&["completions", "tcsh"]).is_err());
+        assert!(parse(&["status", "--rsync"]).is_err());
+        let before = parse(&["--rsync", "-m", "x", "status"]).unwrap();
+        assert_eq!(before.deploy.given(), ["--rsync", "--message"]);
+        assert!(parse(&["status"]).unwrap().deploy.given().is_empty());
     }
 
     #[test]

@@ -24,6 +24,8 @@
 //! - `staging`: the staging checkout's git pulls (fetch, incoming commits, fast-forward
 //!   only, submodules) and `--patch`.
 //! - `adapters`: the engine's ports built from the config (HAProxy, rsync, canary, hooks).
+//! - `ops`: the operations subcommands: `status`, `log`, `lock`, `releases`,
+//!   `completions`.
 //! - `recover`: `mwdeploy recover`, the engine on the servers killed deploys left out.
 //! - `rollback`: `mwdeploy rollback`, the engine with a transfer that switches back.
 //! - `simulate`: `mwdeploy simulate`.
@@ -43,6 +45,7 @@ mod error;
 pub mod exit;
 mod log_file;
 mod notify;
+mod ops;
 mod output;
 mod prepare;
 mod recover;
@@ -95,9 +98,29 @@ where
             };
         }
     };
+    if let Some(command) = &cli.command {
+        let given = cli.deploy.given();
+        if !given.is_empty() {
+            let e = error::CliError::Usage(format!(
+                "{} cannot be combined with the subcommand `{}`: deploy flags start a deploy, \
+                 which is the command without a subcommand",
+                given.join(" "),
+                command.name()
+            ));
+            eprintln!("mwdeploy: {e}");
+            return e.exit_code();
+        }
+    }
     let mut out = Output::stdout();
     let result = match &cli.command {
         Some(Command::Simulate(args)) => simulate::run(args, &mut out),
+        Some(Command::Status(args)) => ops::status::run(cli.config_file.as_deref(), args, &mut out),
+        Some(Command::Log(args)) => ops::log::run(cli.config_file.as_deref(), args, &mut out),
+        Some(Command::Lock(args)) => ops::lock::run(cli.config_file.as_deref(), args, &mut out),
+        Some(Command::Releases(args)) => {
+            ops::releases::run(cli.config_file.as_deref(), args, &mut out)
+        }
+        Some(Command::Completions(args)) => ops::completions::run(args, &mut out),
         Some(Command::Recover(args)) => {
             recover::run(cli.config_file.as_deref(), args, given(&argv), &mut out)
         }

@@ -93,3 +93,23 @@ pub(crate) fn journal_of(fleet: &Fleet) -> Vec<Value> {
         .map(parse)
         .collect()
 }
+
+/// A fleet of `servers` servers behind `proxies` HAProxies, with a `files`-file tree.
+pub(crate) fn fleet_behind(servers: usize, proxies: usize, layout: Layout, files: usize) -> Fleet {
+    Fleet::builder()
+        .servers(servers)
+        .proxies(proxies)
+        .tree(files, 1)
+        .layout(layout)
+        .start()
+        .unwrap_or_else(|e| panic!("starting the test fleet (scripts/install-deps.sh): {e}"))
+}
+
+/// Sends `command` to proxy `i`'s admin socket (`disable server mediawiki/mw2`) and
+/// asserts HAProxy answered nothing but success.
+pub(crate) fn proxy_command(fleet: &Fleet, i: usize, command: &str) {
+    let answer = fleet.proxies()[i]
+        .command(command)
+        .unwrap_or_else(|e| panic!("{command}: {e}"));
+    assert!(answer.trim().is_empty(), "{command}: {answer}");
+}
