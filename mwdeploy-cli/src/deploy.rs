@@ -56,10 +56,7 @@ pub(crate) fn run<W: Write>(req: &DeployRequest, out: &mut Output<W>) -> Result<
         }
     };
     let release = new_id("");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(CliError::Output)?;
+    let runtime = crate::ops::runtime()?;
     runtime.block_on(deploy(req, release, out))
 }
 

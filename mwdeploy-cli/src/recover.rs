@@ -172,10 +172,7 @@ pub(crate) fn run<W: Write>(
     } else {
         OutputMode::Plain
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(CliError::Output)?;
+    let runtime = crate::ops::runtime()?;
     let code = if targets.is_empty() {
         0
     } else {

@@ -101,10 +101,7 @@ pub(crate) fn run<W: Write>(
     } else {
         OutputMode::Plain
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(CliError::Output)?;
+    let runtime = crate::ops::runtime()?;
     runtime.block_on(async {
         let refused = |what: &str, e: &dyn std::fmt::Display| {
             eprintln!("mwdeploy: refused: {what}: {e}");

@@ -22,40 +22,11 @@ pub(crate) mod releases;
 pub(crate) mod status;
 mod table;
 
-use std::path::Path;
 
-use mwdeploy_core::model::validate_name;
-
-use crate::config::{config_path, Config};
+use crate::config::Config;
 use crate::error::CliError;
-use crate::render::count;
 
-/// The longest server name accepted on the command line.
-const NAME_MAX: usize = 253;
-
-/// Reads and checks the config as a deploy does: every diagnostic on stderr and a usage
-/// error (exit 2) when it is refused; its warnings on stderr when it is accepted.
-pub(crate) fn load_config(flag: Option<&Path>) -> Result<Config, CliError> {
-    let file = config_path(flag);
-    match Config::load(&file) {
-        Ok(config) => {
-            for w in config.warnings() {
-                eprintln!("mwdeploy: warning: {w}");
-            }
-            Ok(config)
-        }
-        Err(diagnostics) => {
-            for d in &diagnostics {
-                eprintln!("{d}");
-            }
-            Err(CliError::Usage(format!(
-                "{} in {}: nothing was run",
-                count(diagnostics.len(), "config error"),
-                file.display()
-            )))
-        }
-    }
-}
+pub(crate) use crate::request::load_config;
 
 /// A runtime for one command's adapters (ssh, the admin sockets): one thread is enough,
 /// everything they do is waiting.
@@ -81,35 +52,8 @@ pub(crate) fn select_servers(
     config: &Config,
     names: Option<&[String]>,
 ) -> Result<Vec<usize>, CliError> {
-    let usage = |m: String| CliError::Usage(m);
-    let names = match names {
-        None => return Ok((0..config.servers.len()).collect()),
-        Some([one]) if one == "all" => return Ok((0..config.servers.len()).collect()),
-        Some(names) if names.iter().any(|n| n == "all") => {
-            return Err(usage(
-                "--servers: \"all\" cannot be combined with server names".to_string(),
-            ))
-        }
-        Some(names) => names,
-    };
-    for n in names {
-        validate_name("server", n, NAME_MAX).map_err(|e| usage(format!("--servers: {e}")))?;
-        if config.server(n).is_none() {
-            let known: Vec<&str> = config.servers.iter().map(|s| s.name.as_str()).collect();
-            let shown = if known.len() > 12 {
-                format!("{}, ... ({} in all)", known[..12].join(", "), known.len())
-            } else {
-                known.join(", ")
-            };
-            return Err(usage(format!(
-                "--servers: {n:?} is not a server of {} (mw_servers: {shown})",
-                config.file.display()
-            )));
-        }
-    }
-    Ok((0..config.servers.len())
-        .filter(|&i| names.iter().any(|n| n == config.servers[i].name.as_str()))
-        .collect())
+    let names = crate::request::server_names(names)?;
+    crate::request::select_servers(config, names.as_deref())
 }
 
 #[cfg(test)]
