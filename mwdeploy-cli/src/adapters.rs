@@ -148,6 +148,55 @@ pub(crate) fn haproxy(config: &Config, hosts: &Hosts) -> Result<HaproxyPool, Str
     HaproxyPool::new(c).map_err(|e| format!("haproxy: {e}"))
 }
 
+/// HAProxy on every proxy, once every proxy answered: a pool change must be confirmed
+/// by each, so one that cannot be read refuses the run before anything changes (also
+/// with `--force`). `Err` holds each proxy's error, already printed.
+pub(crate) async fn reachable_haproxy(
+    config: &Config,
+    hosts: &Hosts,
+) -> Result<HaproxyPool, Vec<String>> {
+    let pool = haproxy(config, hosts).map_err(|e| vec![e])?;
+    let unreachable: Vec<String> = pool
+        .status()
+        .await
+        .proxies
+        .into_iter()
+        .filter_map(|p| p.error.map(|e| e.to_string()))
+        .collect();
+    if unreachable.is_empty() {
+        return Ok(pool);
+    }
+    for e in &unreachable {
+        eprintln!("mwdeploy: {e}");
+    }
+    Err(unreachable)
+}
+
+/// The webhooks of the config for run `id` (none with `no_log`, or none configured).
+pub(crate) fn notifier(
+    config: &Config,
+    id: &str,
+    servers: Vec<String>,
+    message: Option<String>,
+    no_log: bool,
+) -> Arc<dyn Notifier> {
+    if no_log {
+        return Arc::new(NoNotifier);
+    }
+    let webhooks = crate::notify::Webhooks::new(
+        crate::notify::hooks(&config.webhooks),
+        crate::notify::Curl::default(),
+        id,
+        servers,
+        message,
+    );
+    if webhooks.is_on() {
+        Arc::new(webhooks)
+    } else {
+        Arc::new(NoNotifier)
+    }
+}
+
 /// Without `--rollout` no server leaves the pool: every server is unpooled in the plan,
 /// so the machine never asks; an ask anyway is refused.
 #[derive(Debug)]

@@ -26,34 +26,25 @@ use std::sync::Arc;
 use mwdeploy_core::driver::Ports;
 use mwdeploy_core::event::PrepStatus;
 use mwdeploy_core::exec::Hosts;
-use mwdeploy_core::lock::{DeployLock, Holder, LockError};
-use mwdeploy_core::ports::{Notifier, PoolControl};
+use mwdeploy_core::ports::PoolControl;
 use mwdeploy_core::{Event, Layout, ReleaseId, Server};
 use mwdeploy_rsync::{DeployInfo, RsyncConfig, RsyncTransfer, Scope as TransferScope, TreePath};
 
-use crate::adapters::{canary, haproxy, hooks, rsync_config, NoNotifier, NoPool};
+use crate::adapters::{canary, hooks, notifier, reachable_haproxy, rsync_config, NoPool};
 use crate::error::CliError;
 use crate::exit;
-use crate::notify::{Curl, Webhooks};
 use crate::output::Output;
 use crate::prepare::{self, Prep, Stopped};
 use crate::request::{DeployRequest, SyncScope};
-use crate::session::{new_id, Session};
+use crate::session::{new_id, take_lock, Session};
 
 /// Runs the deploy `req` asks for; returns the exit code (0, 1, 3 or 130).
 pub(crate) fn run<W: Write>(req: &DeployRequest, out: &mut Output<W>) -> Result<i32, CliError> {
     let config = &req.config;
     let message = req.message.clone().unwrap_or_default();
-    let _lock = match DeployLock::acquire(&config.state_dir, Holder::current(message)) {
+    let _lock = match take_lock(&config.state_dir, &message) {
         Ok(l) => l,
-        Err(e @ LockError::Held { .. }) => {
-            eprintln!("mwdeploy: refused: the deploy lock {e}");
-            return Ok(exit::REFUSED);
-        }
-        Err(e) => {
-            eprintln!("mwdeploy: cannot take the deploy lock: {e}");
-            return Ok(exit::REFUSED);
-        }
+        Err(code) => return Ok(code),
     };
     let release = new_id("");
     let runtime = crate::ops::runtime()?;
@@ -78,27 +69,16 @@ async fn deploy<W: Write>(
     let hooks = Arc::new(hooks(req, hosts.clone(), &rsync).map_err(CliError::Usage)?);
     let canary = canary(config, hosts.clone()).map_err(CliError::Usage)?;
     let pool: Arc<dyn PoolControl> = if req.rollout {
-        let pool = haproxy(config, &hosts).map_err(CliError::Usage)?;
-        // Every proxy must answer before anything changes, also with --force (which
-        // skips only the check that every target is UP).
-        let unreachable: Vec<String> = pool
-            .status()
-            .await
-            .proxies
-            .into_iter()
-            .filter_map(|p| p.error.map(|e| e.to_string()))
-            .collect();
-        if !unreachable.is_empty() {
-            for e in &unreachable {
-                eprintln!("mwdeploy: {e}");
+        match reachable_haproxy(config, &hosts).await {
+            Ok(pool) => Arc::new(pool),
+            Err(_) => {
+                hosts.close().await;
+                return refused(
+                    "a proxy is unreachable",
+                    &"nothing was touched; every proxy must confirm each pool change",
+                );
             }
-            hosts.close().await;
-            return refused(
-                "a proxy is unreachable",
-                &"nothing was touched; every proxy must confirm each pool change",
-            );
         }
-        Arc::new(pool)
     } else {
         eprintln!(
             "mwdeploy: without --rollout the servers stay pooled: they serve while their \
@@ -165,22 +145,13 @@ async fn deploy<W: Write>(
             .map_err(|e| CliError::Usage(format!("rsync: {e}")))?,
     );
 
-    let notifier: Arc<dyn Notifier> = if req.no_log {
-        Arc::new(NoNotifier)
-    } else {
-        let webhooks = Webhooks::new(
-            crate::notify::hooks(&config.webhooks),
-            Curl::default(),
-            deploy_id,
-            plan.servers.iter().map(|s| s.id.to_string()).collect(),
-            req.message.clone(),
-        );
-        if webhooks.is_on() {
-            Arc::new(webhooks)
-        } else {
-            Arc::new(NoNotifier)
-        }
-    };
+    let notifier = notifier(
+        config,
+        deploy_id,
+        plan.servers.iter().map(|s| s.id.to_string()).collect(),
+        req.message.clone(),
+        req.no_log,
+    );
     let ports = Ports {
         pool,
         transfer,

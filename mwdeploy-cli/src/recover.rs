@@ -29,22 +29,21 @@ use mwdeploy_core::driver::Ports;
 use mwdeploy_core::event::{Record, ServerStatus};
 use mwdeploy_core::exec::Hosts;
 use mwdeploy_core::journal::{self, Journal};
-use mwdeploy_core::lock::{DeployLock, Holder, LockError};
 use mwdeploy_core::plan::{FailureBudget, OnFailure, StageSize};
-use mwdeploy_core::ports::{Notifier, PoolControl, Progress, Transfer};
+use mwdeploy_core::ports::{PoolControl, Progress, Transfer};
 use mwdeploy_core::{
     Event, Layout, Plan, PoolState, PortError, ReleaseId, Server, ServerId, Summary,
 };
 use mwdeploy_haproxy::HaproxyPool;
 use mwdeploy_rsync::{DeployInfo, RsyncTransfer};
 
-use crate::adapters::{canary, haproxy, hooks_for, rsync_config, NoNotifier};
+use crate::adapters::{canary, hooks_for, notifier, reachable_haproxy, rsync_config};
 use crate::cli::RecoverArgs;
 use crate::error::CliError;
 use crate::exit;
 use crate::output::Output;
 use crate::request::{load_config, operator, OutputMode};
-use crate::session::{new_id, Session};
+use crate::session::{new_id, take_lock, Session};
 
 /// One unfinished deploy: its journal and what it left.
 #[derive(Debug)]
@@ -107,18 +106,11 @@ pub(crate) fn run<W: Write>(
     out: &mut Output<W>,
 ) -> Result<i32, CliError> {
     let config = load_config(config_file)?;
-    let _lock = match DeployLock::acquire(&config.state_dir, Holder::current("recover")) {
+    let _lock = match take_lock(&config.state_dir, "recover") {
         Ok(l) => l,
-        Err(e @ LockError::Held { .. }) => {
-            eprintln!(
-                "mwdeploy: refused: the deploy lock {e}; a running deploy puts its own \
-                 servers back (see `mwdeploy log --latest --follow`)"
-            );
-            return Ok(exit::REFUSED);
-        }
-        Err(e) => {
-            eprintln!("mwdeploy: cannot take the deploy lock: {e}");
-            return Ok(exit::REFUSED);
+        Err(code) => {
+            eprintln!("mwdeploy: a running deploy puts its own servers back (see `mwdeploy log --latest --follow`)");
+            return Ok(code);
         }
     };
     let found = match unfinished(&config.state_dir) {
@@ -239,24 +231,16 @@ async fn recover<W: Write>(
     let transfer = RsyncTransfer::new(rsync, hosts.clone(), DeployInfo::new(id.as_str()))
         .map_err(|e| CliError::Usage(format!("rsync: {e}")))?;
     let canary = canary(config, hosts.clone()).map_err(CliError::Usage)?;
-    let pool = haproxy(config, &hosts).map_err(CliError::Usage)?;
-    let unreachable: Vec<String> = pool
-        .status()
-        .await
-        .proxies
-        .into_iter()
-        .filter_map(|p| p.error.map(|e| e.to_string()))
-        .collect();
-    if !unreachable.is_empty() {
-        for e in &unreachable {
-            eprintln!("mwdeploy: {e}");
+    let pool = match reachable_haproxy(config, &hosts).await {
+        Ok(pool) => pool,
+        Err(_) => {
+            hosts.close().await;
+            return refused(
+                "a proxy is unreachable",
+                &"nothing was touched; every proxy must confirm each repool",
+            );
         }
-        hosts.close().await;
-        return refused(
-            "a proxy is unreachable",
-            &"nothing was touched; every proxy must confirm each repool",
-        );
-    }
+    };
 
     let n = u32::try_from(servers.len()).unwrap_or(u32::MAX).max(1);
     let release = found
@@ -325,7 +309,13 @@ async fn recover<W: Write>(
         .filter(|(_, (cut, _))| *cut)
         .map(|(s, _)| s.clone())
         .collect();
-    let notifier: Arc<dyn Notifier> = Arc::new(NoNotifier);
+    let notifier = notifier(
+        config,
+        id.as_str(),
+        targets.keys().map(ToString::to_string).collect(),
+        plan.meta.message.clone(),
+        false,
+    );
     let ports = Ports {
         pool: Arc::new(RecoverPool(pool)),
         transfer: Arc::new(RecoverTransfer {

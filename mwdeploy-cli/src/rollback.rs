@@ -21,20 +21,18 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use mwdeploy_core::driver::Ports;
 use mwdeploy_core::exec::Hosts;
-use mwdeploy_core::lock::{DeployLock, Holder, LockError};
 use mwdeploy_core::plan::{FailureBudget, StageSize};
-use mwdeploy_core::ports::{Notifier, PoolControl, Progress, Transfer};
+use mwdeploy_core::ports::{PoolControl, Progress, Transfer};
 use mwdeploy_core::{Event, Layout, Plan, PortError, ReleaseId, Server, ServerId};
 use mwdeploy_rsync::{DeployInfo, RsyncTransfer};
 
-use crate::adapters::{canary, haproxy, hooks_for, rsync_config, NoNotifier, NoPool};
+use crate::adapters::{canary, hooks_for, notifier, reachable_haproxy, rsync_config, NoPool};
 use crate::cli::RollbackArgs;
 use crate::error::CliError;
 use crate::exit;
-use crate::notify::{Curl, Webhooks};
 use crate::output::Output;
 use crate::request::{load_config, operator, select_servers, server_names, OutputMode};
-use crate::session::{new_id, Session};
+use crate::session::{new_id, take_lock, Session};
 
 /// Runs `mwdeploy rollback`; returns the exit code.
 pub(crate) fn run<W: Write>(
@@ -84,16 +82,9 @@ pub(crate) fn run<W: Write>(
     }
 
     let message = args.message.clone().unwrap_or_default();
-    let _lock = match DeployLock::acquire(&config.state_dir, Holder::current(message)) {
+    let _lock = match take_lock(&config.state_dir, &message) {
         Ok(l) => l,
-        Err(e @ LockError::Held { .. }) => {
-            eprintln!("mwdeploy: refused: the deploy lock {e}");
-            return Ok(exit::REFUSED);
-        }
-        Err(e) => {
-            eprintln!("mwdeploy: cannot take the deploy lock: {e}");
-            return Ok(exit::REFUSED);
-        }
+        Err(code) => return Ok(code),
     };
     let id = new_id("rollback");
     let output = if args.json {
@@ -128,25 +119,16 @@ pub(crate) fn run<W: Write>(
         let pool: Arc<dyn PoolControl> = if args.fast {
             Arc::new(NoPool)
         } else {
-            let pool = haproxy(&config, &hosts).map_err(CliError::Usage)?;
-            let unreachable: Vec<String> = pool
-                .status()
-                .await
-                .proxies
-                .into_iter()
-                .filter_map(|p| p.error.map(|e| e.to_string()))
-                .collect();
-            if !unreachable.is_empty() {
-                for e in &unreachable {
-                    eprintln!("mwdeploy: {e}");
+            match reachable_haproxy(&config, &hosts).await {
+                Ok(pool) => Arc::new(pool),
+                Err(_) => {
+                    hosts.close().await;
+                    return refused(
+                        "a proxy is unreachable",
+                        &"nothing was touched (--fast switches without the balancer)",
+                    );
                 }
-                hosts.close().await;
-                return refused(
-                    "a proxy is unreachable",
-                    &"nothing was touched (--fast switches without the balancer)",
-                );
             }
-            Arc::new(pool)
         };
         let mut plan = Plan::new(
             id.as_str(),
@@ -168,20 +150,13 @@ pub(crate) fn run<W: Write>(
         plan.meta.message = args.message.clone();
         plan.meta.user = operator();
 
-        let notifier: Arc<dyn Notifier> = {
-            let webhooks = Webhooks::new(
-                crate::notify::hooks(&config.webhooks),
-                Curl::default(),
-                id.as_str(),
-                plan.servers.iter().map(|s| s.id.to_string()).collect(),
-                args.message.clone(),
-            );
-            if webhooks.is_on() {
-                Arc::new(webhooks)
-            } else {
-                Arc::new(NoNotifier)
-            }
-        };
+        let notifier = notifier(
+            &config,
+            id.as_str(),
+            plan.servers.iter().map(|s| s.id.to_string()).collect(),
+            args.message.clone(),
+            false,
+        );
         let mut session = match Session::open(&config, id.as_str(), output, false) {
             Ok(s) => s,
             Err(e) => return refused("cannot start", &e),

@@ -26,6 +26,7 @@ use mwdeploy_core::driver::{
 };
 use mwdeploy_core::event::Record;
 use mwdeploy_core::journal::Journal;
+use mwdeploy_core::lock::{DeployLock, Holder, LockError};
 use mwdeploy_core::{Decision, Event, Plan, ReleaseId, Report, Rollout, Summary};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -54,6 +55,22 @@ pub(crate) fn new_id(suffix: &str) -> ReleaseId {
     h.write_u32(std::process::id());
     let suffix = format!("{suffix}{:04x}", h.finish() & 0xffff);
     ReleaseId::at(SystemTime::now(), &suffix).expect("a letters-and-hex suffix is valid")
+}
+
+/// Takes the deploy lock of `state_dir` for `message`; a held lock (named) or an error
+/// is printed and gives the exit code of a refusal.
+pub(crate) fn take_lock(state_dir: &std::path::Path, message: &str) -> Result<DeployLock, i32> {
+    match DeployLock::acquire(state_dir, Holder::current(message)) {
+        Ok(l) => Ok(l),
+        Err(e @ LockError::Held { .. }) => {
+            eprintln!("mwdeploy: refused: the deploy lock {e}");
+            Err(crate::exit::REFUSED)
+        }
+        Err(e) => {
+            eprintln!("mwdeploy: cannot take the deploy lock: {e}");
+            Err(crate::exit::REFUSED)
+        }
+    }
 }
 
 /// Shows records on stdout as the output mode says.

@@ -22,7 +22,6 @@ pub(crate) mod releases;
 pub(crate) mod status;
 mod table;
 
-
 use crate::config::Config;
 use crate::error::CliError;
 
