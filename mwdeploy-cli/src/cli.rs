@@ -193,6 +193,63 @@ pub(crate) enum Command {
             mwdeploy recover --json | jq -c 'select(.event == \"pool\")'"
     )]
     Recover(RecoverArgs),
+
+    /// Take a server out of the pool, or put it back, on every proxy and backend.
+    #[command(
+        long_about = "Manual pool control: depool takes SERVER out of the pool on every proxy \
+            and backend (drain, wait for its sessions, maintenance), repool runs its canary \
+            and then puts it back (ready, confirmed serving on every proxy). Both take the \
+            deploy lock and are journaled; `mwdeploy recover` never undoes them.\n\n\
+            Exit status: 0 done and confirmed; 1 the canary failed (not repooled) or a proxy \
+            did not confirm; 2 usage or config error; 3 refused (the lock is held, a proxy \
+            unreachable).",
+        after_help = "Examples:\n  \
+            mwdeploy pool depool mw-us-east-012\n  \
+            mwdeploy pool repool mw-us-east-012\n  \
+            mwdeploy pool repool mw-us-east-012 --force    # without the canary"
+    )]
+    Pool(PoolArgs),
+
+    /// Check the config and reach every proxy and server.
+    #[command(
+        long_about = "Parse and check the config, then reach every proxy (its admin socket) \
+            and every server (ssh, with host keys checked: a key missing from known_hosts is \
+            printed for you to check and add, never accepted), and look at the staging \
+            checkout (a checkout the web server user can write is a warning). Nothing is \
+            changed.\n\n\
+            Exit status: 0 everything reached; 1 something could not be reached; 2 config \
+            error.",
+        after_help = "Examples:\n  \
+            mwdeploy check-config\n  \
+            mwdeploy -C ./config.yaml check-config"
+    )]
+    CheckConfig,
+}
+
+/// `mwdeploy pool ...`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct PoolArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub(crate) command: PoolCommand,
+}
+
+/// `pool depool` / `pool repool`.
+#[derive(Debug, Clone, Subcommand)]
+pub(crate) enum PoolCommand {
+    /// Take SERVER out of the pool on every proxy and backend.
+    Depool {
+        /// The server (a name of mw_servers).
+        server: String,
+    },
+    /// Put SERVER back into the pool after its canary passes.
+    Repool {
+        /// The server (a name of mw_servers).
+        server: String,
+        /// Repool without running the canary first.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 impl Command {
@@ -207,6 +264,8 @@ impl Command {
             Command::Completions(_) => "completions",
             Command::Rollback(_) => "rollback",
             Command::Recover(_) => "recover",
+            Command::Pool(_) => "pool",
+            Command::CheckConfig => "check-config",
         }
     }
 }

@@ -26,6 +26,8 @@
 //! - `adapters`: the engine's ports built from the config (HAProxy, rsync, canary, hooks).
 //! - `ops`: the operations subcommands: `status`, `log`, `lock`, `releases`,
 //!   `completions`.
+//! - `pool`: `mwdeploy pool depool|repool`, manual pool control under the lock.
+//! - `check_config`: `mwdeploy check-config`: the config checked, every host reached.
 //! - `recover`: `mwdeploy recover`, the engine on the servers killed deploys left out.
 //! - `rollback`: `mwdeploy rollback`, the engine with a transfer that switches back.
 //! - `simulate`: `mwdeploy simulate`.
@@ -37,6 +39,7 @@
 #![warn(missing_docs)]
 
 mod adapters;
+mod check_config;
 mod cli;
 mod config;
 mod deploy;
@@ -47,6 +50,7 @@ mod log_file;
 mod notify;
 mod ops;
 mod output;
+mod pool;
 mod prepare;
 mod recover;
 mod render;
@@ -121,6 +125,10 @@ where
             ops::releases::run(cli.config_file.as_deref(), args, &mut out)
         }
         Some(Command::Completions(args)) => ops::completions::run(args, &mut out),
+        Some(Command::Pool(args)) => {
+            pool::run(cli.config_file.as_deref(), args, given(&argv), &mut out)
+        }
+        Some(Command::CheckConfig) => check_config::run(cli.config_file.as_deref(), &mut out),
         Some(Command::Recover(args)) => {
             recover::run(cli.config_file.as_deref(), args, given(&argv), &mut out)
         }
