@@ -224,6 +224,28 @@ pub(crate) enum Command {
             mwdeploy -C ./config.yaml check-config"
     )]
     CheckConfig,
+
+    /// Watch a rolling deploy to a simulated fleet, in real time: nothing real is touched.
+    #[command(
+        long_about = "Watch a rolling deploy to a simulated fleet, in real time.\n\n\
+            The real engine and dashboard (plain lines without a terminal) deploy to fake \
+            servers named mw1, mw2, ...: each is depooled \
+            (at most one out of the pool at once), updated, checked by its canary and put \
+            back, taking a few seconds. Nothing real is touched: no config, no root, no \
+            servers, no network. --fail breaks one server's new release so that its canary \
+            fails: in the release layout it is rolled back, in place it is kept out of the \
+            pool, and the deploy asks whether to go on (on a terminal; otherwise the answer \
+            is no).\n\n\
+            Exit status: 0 every server succeeded; 1 a server failed or was rolled back and \
+            the deploy stopped; 2 usage error; 130 interrupted (Ctrl-C: servers in flight \
+            finish their cycle first).",
+        after_help = "Examples:\n  \
+            mwdeploy demo\n  \
+            mwdeploy demo --servers 8 --fail mw3\n  \
+            mwdeploy demo --layout inplace --fail mw2\n  \
+            mwdeploy demo --servers 2 --json"
+    )]
+    Demo(DemoArgs),
 }
 
 /// `mwdeploy pool ...`.
@@ -266,8 +288,33 @@ impl Command {
             Command::Recover(_) => "recover",
             Command::Pool(_) => "pool",
             Command::CheckConfig => "check-config",
+            Command::Demo(_) => "demo",
         }
     }
+}
+
+/// Flags of `mwdeploy demo`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct DemoArgs {
+    /// Servers in the simulated fleet, named mw1, mw2, ... (1 to 50).
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = demo_servers)]
+    pub(crate) servers: usize,
+
+    /// Break this server's new release so its canary fails (e.g. mw2).
+    #[arg(long, value_name = "SERVER")]
+    pub(crate) fail: Option<String>,
+
+    /// How the release reaches a server: release directories, or rsync into the live tree.
+    #[arg(long, value_enum, default_value_t = LayoutArg::Releases)]
+    pub(crate) layout: LayoutArg,
+
+    /// One JSON event per line on stdout, as a deploy's --json (prompts answer no).
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    /// Plain lines instead of the dashboard (they are the default without a terminal).
+    #[arg(long)]
+    pub(crate) no_tui: bool,
 }
 
 /// Flags of `mwdeploy status`.
@@ -697,6 +744,15 @@ fn servers(s: &str) -> Result<usize, String> {
     at_least_one(s, "a simulation needs a fleet").map(|n| n as usize)
 }
 
+/// `mwdeploy demo --servers`: 1 to 50, a fleet that fits on a screen.
+fn demo_servers(s: &str) -> Result<usize, String> {
+    let n = at_least_one(s, "a demo needs a fleet")?;
+    if n > 50 {
+        return Err("a demo has at most 50 servers".to_string());
+    }
+    Ok(n as usize)
+}
+
 fn parallel(s: &str) -> Result<u32, String> {
     at_least_one(s, "with 0 in flight no server would ever start")
 }
@@ -761,6 +817,21 @@ mod tests {
         assert!(servers("-1").is_err());
         assert_eq!(servers("3"), Ok(3));
         assert_eq!(parallel("2"), Ok(2));
+        assert!(demo_servers("0").unwrap_err().contains("at least 1"));
+        assert!(demo_servers("51").unwrap_err().contains("at most 50"));
+        assert_eq!(demo_servers("50"), Ok(50));
+    }
+
+    #[test]
+    fn demo_flags_have_defaults() {
+        let cli = Invocation::try_parse_from(["mwdeploy", "demo"]).unwrap();
+        let Some(Command::Demo(a)) = cli.command else {
+            panic!("not a demo command");
+        };
+        assert_eq!(a.servers, 4);
+        assert_eq!(a.fail, None);
+        assert_eq!(a.layout, LayoutArg::Releases);
+        assert!(!a.json && !a.no_tui);
     }
 
     #[test]

@@ -31,6 +31,7 @@
 //! - `recover`: `mwdeploy recover`, the engine on the servers killed deploys left out.
 //! - `rollback`: `mwdeploy rollback`, the engine with a transfer that switches back.
 //! - `simulate`: `mwdeploy simulate`.
+//! - `demo`: `mwdeploy demo`: the engine and dashboard on a simulated fleet in real time.
 //! - `render`: events as plain or JSON lines.
 //! - `output`: a locked, buffered stdout that ends quietly on a closed pipe.
 //! - `tui`: the live dashboard of a deploy (ratatui): servers, progress, the failure prompt,
@@ -42,6 +43,7 @@ mod adapters;
 mod check_config;
 mod cli;
 mod config;
+mod demo;
 mod deploy;
 mod dry_run;
 mod error;
@@ -118,6 +120,7 @@ where
     let mut out = Output::stdout();
     let result = match &cli.command {
         Some(Command::Simulate(args)) => simulate::run(args, &mut out),
+        Some(Command::Demo(args)) => demo::run(args, &mut out),
         Some(Command::Status(args)) => ops::status::run(cli.config_file.as_deref(), args, &mut out),
         Some(Command::Log(args)) => ops::log::run(cli.config_file.as_deref(), args, &mut out),
         Some(Command::Lock(args)) => ops::lock::run(cli.config_file.as_deref(), args, &mut out),

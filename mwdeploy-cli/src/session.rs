@@ -401,7 +401,10 @@ pub(crate) fn ask(handle: &DriverHandle, question: &str, interactive: bool) {
 /// SIGINT and SIGTERM stop the run gracefully: `interrupted` is set (a runner's own
 /// steps stop between steps) and the engine, once it runs, is asked to stop. SIGHUP is
 /// taken and ignored: the run carries on without its terminal.
-async fn watch_signals(interrupted: Arc<AtomicBool>, engine: Arc<Mutex<Option<DriverHandle>>>) {
+pub(crate) async fn watch_signals(
+    interrupted: Arc<AtomicBool>,
+    engine: Arc<Mutex<Option<DriverHandle>>>,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),

@@ -9,12 +9,16 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use async_trait::async_trait;
 
 use crate::action::{ActionKind, Outcome, Target};
 use crate::error::PortError;
 use crate::model::{Health, HookPoint, Layout, PoolState, ReleaseId, Server, ServerId};
-use crate::ports::{HealthCheck, Hook, Note, Notifier, PoolControl, Progress, Transfer};
+use crate::ports::{
+    HealthCheck, Hook, Note, Notifier, PoolControl, Progress, ProgressUpdate, Transfer,
+};
 use crate::sim::faults::Faults;
 use crate::sim::rng::Rng;
 
@@ -93,6 +97,10 @@ pub struct FleetModel {
     reloads: u64,
     staging: Option<ServerId>,
     staging_broken: bool,
+    /// Servers whose new release is broken whatever the seed draws.
+    broken: BTreeSet<u32>,
+    /// Factor on every step's duration (1.0: the durations below).
+    pace: f64,
 }
 
 /// Virtual durations of each step (before jitter).
@@ -145,6 +153,45 @@ impl FleetModel {
             reloads: 0,
             staging,
             staging_broken,
+            broken: BTreeSet::new(),
+            pace: 1.0,
+        }
+    }
+
+    /// Scales every step's duration by `factor` (1.0 keeps them; 0.25 makes a copy take
+    /// about 2 s instead of 8 s). Bake windows are the plan's and stay as they are.
+    ///
+    /// For a fleet run in real time (`mwdeploy demo`); the seeded draws do not change.
+    ///
+    /// ```
+    /// use mwdeploy_core::sim::{Faults, FleetModel};
+    /// use mwdeploy_core::{ActionKind, Layout, Server, ServerId, Target};
+    /// let mw1 = ServerId::new("mw1").unwrap();
+    /// let servers = [Server::new(mw1.clone())];
+    /// let mut m = FleetModel::new(1, Layout::Releases, Faults::none(), &servers, vec![], None)
+    ///     .with_pace(0.25);
+    /// let copy = m.start(&ActionKind::Copy, &Target::Server(mw1));
+    /// assert!(copy.after < std::time::Duration::from_secs(3));
+    /// ```
+    pub fn with_pace(mut self, factor: f64) -> Self {
+        assert!(
+            factor.is_finite() && factor > 0.0,
+            "a pace is a positive factor, not {factor}"
+        );
+        self.pace = factor;
+        self
+    }
+
+    /// Makes `server`'s new release broken: every canary on it fails once it is
+    /// activated, whatever the seed draws (in the release layout it is rolled back).
+    /// Returns `false` if the fleet has no such server.
+    pub fn break_release(&mut self, server: &ServerId) -> bool {
+        match self.index.get(server) {
+            Some(&i) => {
+                self.broken.insert(i);
+                true
+            }
+            None => false,
         }
     }
 
@@ -287,7 +334,8 @@ impl FleetModel {
                     let e = PortError::transient("rsync: connection unexpectedly closed (code 12)");
                     (base, Step::HalfActivate(i, e))
                 } else {
-                    let broken = self.rng.chance(f.canary_fail);
+                    // Drawn first, so that a forced break leaves the seed's stream as it was.
+                    let broken = self.rng.chance(f.canary_fail) || self.broken.contains(&i);
                     (base, Step::Activate(i, broken))
                 }
             }
@@ -328,6 +376,11 @@ impl FleetModel {
                     kind.name()
                 ))),
             ),
+        };
+        let base = match kind {
+            ActionKind::Bake { .. } => base,
+            _ if self.pace != 1.0 => base.mul_f64(self.pace),
+            _ => base,
         };
         let after = self.jitter(base);
         let server = match target {
@@ -464,6 +517,8 @@ impl FleetModel {
 #[derive(Debug, Clone)]
 pub struct SimFleet {
     model: Arc<Mutex<FleetModel>>,
+    /// Report a transfer's progress this often (off: `None`).
+    progress_every: Option<Duration>,
 }
 
 impl SimFleet {
@@ -471,7 +526,20 @@ impl SimFleet {
     pub fn new(model: FleetModel) -> Self {
         SimFleet {
             model: Arc::new(Mutex::new(model)),
+            progress_every: None,
         }
+    }
+
+    /// Reports progress while a transfer runs (a copy, and an in-place activate): the
+    /// percentage done every `every`, then 100%, as rsync's progress would be.
+    ///
+    /// Off by default: its sleeps are sliced, so under a paused tokio clock a step may
+    /// end a few milliseconds off the direct simulation's instant. For real time
+    /// (`mwdeploy demo`), where the progress is what a dashboard shows.
+    pub fn with_progress(mut self, every: Duration) -> Self {
+        assert!(!every.is_zero(), "progress needs an interval above zero");
+        self.progress_every = Some(every);
+        self
     }
 
     /// Reads or changes the model.
@@ -481,11 +549,41 @@ impl SimFleet {
     }
 
     async fn step(&self, kind: ActionKind, target: Target) -> Outcome {
+        self.step_reporting(kind, target, None).await
+    }
+
+    /// A step that reports its progress on `progress` when [`SimFleet::with_progress`]
+    /// turned that on.
+    async fn step_reporting(
+        &self,
+        kind: ActionKind,
+        target: Target,
+        progress: Option<&Progress>,
+    ) -> Outcome {
         let planned = self.with(|m| m.start(&kind, &target));
         if !planned.answers {
             std::future::pending::<()>().await;
         }
-        tokio::time::sleep(planned.after).await;
+        match (progress, self.progress_every) {
+            (Some(p), Some(every)) => {
+                let start = Instant::now();
+                let end = start + planned.after;
+                loop {
+                    let now = Instant::now();
+                    if now >= end {
+                        break;
+                    }
+                    // Tenths of a percent, as rsync shows whole ones.
+                    let done = (now - start).as_secs_f64() / planned.after.as_secs_f64();
+                    p.report(ProgressUpdate::percent(
+                        ((done * 1000.0).round() / 10.0) as f32,
+                    ));
+                    tokio::time::sleep_until(end.min(now + every)).await;
+                }
+                p.report(ProgressUpdate::percent(100.0));
+            }
+            _ => tokio::time::sleep(planned.after).await,
+        }
         self.with(|m| m.finish(planned))
     }
 
@@ -548,18 +646,25 @@ impl Transfer for SimFleet {
         &self,
         server: &Server,
         _release: &ReleaseId,
-        _p: &Progress,
+        p: &Progress,
     ) -> Result<(), PortError> {
-        unit(self.step(ActionKind::Copy, self.target(server)).await)
+        let step = self.step_reporting(ActionKind::Copy, self.target(server), Some(p));
+        unit(step.await)
     }
 
     async fn activate(
         &self,
         server: &Server,
         _release: &ReleaseId,
-        _p: &Progress,
+        p: &Progress,
     ) -> Result<(), PortError> {
-        unit(self.step(ActionKind::Activate, self.target(server)).await)
+        // In place, the activate is the transfer; a release switch is too short to show.
+        let inplace = self.with(|m| m.layout == Layout::Inplace);
+        let p = inplace.then_some(p);
+        unit(
+            self.step_reporting(ActionKind::Activate, self.target(server), p)
+                .await,
+        )
     }
 
     async fn rollback(&self, server: &Server, _p: &Progress) -> Result<ReleaseId, PortError> {
@@ -615,5 +720,116 @@ impl Notifier for SimFleet {
         // without a notifier draws the same faults.
         let _ = note;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fleet(layout: Layout) -> (FleetModel, Vec<ServerId>) {
+        let ids: Vec<ServerId> = ["mw1", "mw2"]
+            .iter()
+            .map(|n| ServerId::new(n).unwrap())
+            .collect();
+        let servers: Vec<Server> = ids.iter().cloned().map(Server::new).collect();
+        let model = FleetModel::new(7, layout, Faults::none(), &servers, Vec::new(), None);
+        (model, ids)
+    }
+
+    fn run(m: &mut FleetModel, kind: ActionKind, id: &ServerId) -> (Duration, Outcome) {
+        let p = m.start(&kind, &Target::Server(id.clone()));
+        (p.after, m.finish(p))
+    }
+
+    fn canary(m: &mut FleetModel, id: &ServerId) -> bool {
+        let (_, o) = run(m, ActionKind::Canary { attempt: 1 }, id);
+        matches!(o, Outcome::Health(Health::Healthy))
+    }
+
+    #[test]
+    fn a_broken_release_fails_only_its_server_and_rolls_back() {
+        let (mut m, ids) = fleet(Layout::Releases);
+        assert!(m.break_release(&ids[1]));
+        assert!(!m.break_release(&ServerId::new("mw9").unwrap()));
+        for id in &ids {
+            run(&mut m, ActionKind::Copy, id);
+            run(&mut m, ActionKind::Activate, id);
+        }
+        assert!(canary(&mut m, &ids[0]));
+        assert!(!canary(&mut m, &ids[1]));
+        assert_eq!(m.live(1), Code::Broken);
+        let (_, o) = run(&mut m, ActionKind::Rollback, &ids[1]);
+        assert!(matches!(o, Outcome::RolledBackTo(_)), "{o:?}");
+        assert!(canary(&mut m, &ids[1]));
+    }
+
+    #[test]
+    fn a_broken_release_leaves_the_seeded_draws_as_they_were() {
+        let steps = |m: &mut FleetModel, ids: &[ServerId]| -> Vec<Duration> {
+            ids.iter()
+                .flat_map(|id| {
+                    [ActionKind::Copy, ActionKind::Activate]
+                        .map(|k| run(m, k, id).0)
+                        .to_vec()
+                })
+                .collect()
+        };
+        let (mut plain, ids) = fleet(Layout::Releases);
+        let (mut broken, _) = fleet(Layout::Releases);
+        broken.break_release(&ids[0]);
+        assert_eq!(steps(&mut plain, &ids), steps(&mut broken, &ids));
+    }
+
+    #[test]
+    fn a_pace_scales_step_durations() {
+        let (mut normal, ids) = fleet(Layout::Releases);
+        let (fast, _) = fleet(Layout::Releases);
+        let mut fast = fast.with_pace(0.25);
+        let (slow_copy, _) = run(&mut normal, ActionKind::Copy, &ids[0]);
+        let (fast_copy, _) = run(&mut fast, ActionKind::Copy, &ids[0]);
+        // The same jitter drawn from the same seed, on a quarter of the base.
+        let ratio = fast_copy.as_secs_f64() / slow_copy.as_secs_f64();
+        assert!(
+            (0.24..=0.26).contains(&ratio),
+            "{fast_copy:?} vs {slow_copy:?}"
+        );
+        // A bake window is the plan's: not scaled.
+        let window = Duration::from_secs(10);
+        let bake = fast.start(
+            &ActionKind::Bake { window },
+            &Target::Server(ids[0].clone()),
+        );
+        assert!(bake.after >= Duration::from_secs(8), "{:?}", bake.after);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_copy_reports_its_progress_up_to_100_percent() {
+        let (model, ids) = fleet(Layout::Releases);
+        let sim = SimFleet::new(model).with_progress(Duration::from_millis(500));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let p = Progress::new(ids[0].clone(), "copy", move |_, _, u| {
+            sink.lock().unwrap().push(u.percent.unwrap());
+        });
+        let server = Server::new(ids[0].clone());
+        let release = ReleaseId::parse("20260101T000000Z-a").unwrap();
+        sim.copy(&server, &release, &p).await.unwrap();
+        let seen = seen.lock().unwrap().clone();
+        // About 8 s in steps of 0.5 s.
+        assert!(seen.len() > 10, "{seen:?}");
+        assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+        assert_eq!(seen.last(), Some(&100.0));
+        assert!(sim.with(|m| m.copied(0)));
+        // Without with_progress, nothing is reported.
+        let (model, _) = fleet(Layout::Releases);
+        let quiet = SimFleet::new(model);
+        let count = Arc::new(Mutex::new(0));
+        let c = count.clone();
+        let p = Progress::new(ids[0].clone(), "copy", move |_, _, _| {
+            *c.lock().unwrap() += 1
+        });
+        quiet.copy(&server, &release, &p).await.unwrap();
+        assert_eq!(*count.lock().unwrap(), 0);
     }
 }
