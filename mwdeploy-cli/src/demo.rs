@@ -24,14 +24,14 @@ use std::time::{Duration, Instant, SystemTime};
 use mwdeploy_core::driver::{ChannelSubscriber, Driver, DriverHandle, Ports};
 use mwdeploy_core::event::Record;
 use mwdeploy_core::sim::{Faults, FleetModel, SimFleet};
-use mwdeploy_core::{Decision, Event, Layout, Plan, ReleaseId, Report, Rollout, Server, ServerId};
+use mwdeploy_core::{Decision, Layout, Plan, ReleaseId, Report, Rollout, Server, ServerId};
 use tokio::sync::mpsc;
 
 use crate::cli::DemoArgs;
 use crate::error::CliError;
 use crate::output::Output;
 use crate::render::{count, JsonLines, PlainLines};
-use crate::session::{ask, summary_line, watch_signals};
+use crate::session::{summary_line, watch_signals, LinePrompt};
 
 /// The simulated steps' durations as a factor of the simulation's: a copy of about
 /// 8 s becomes about 2.4 s, so a server's whole cycle takes 2 to 4 s.
@@ -184,6 +184,7 @@ async fn demo<W: Write>(
         return Ok(finish(out, &report));
     }
     tokio::pin!(run);
+    let mut prompt = LinePrompt::new(interactive);
     let mut report: Option<Report> = None;
     let mut channel_open = true;
     while report.is_none() || channel_open {
@@ -192,9 +193,7 @@ async fn demo<W: Write>(
             rec = rx.recv(), if channel_open => match rec {
                 Some(record) => {
                     lines.show(out, &record);
-                    if let Event::Prompt { question, answer: None } = &record.event {
-                        ask(&handle, question, interactive);
-                    }
+                    prompt.record(&record, &handle);
                 }
                 None => channel_open = false,
             },
@@ -325,7 +324,7 @@ mod tests {
             let driver = driver.subscribe(ChannelSubscriber(tx));
             let answer = tokio::spawn(async move {
                 while let Some(r) = rx.recv().await {
-                    if let Event::Prompt { answer: None, .. } = r.event {
+                    if let mwdeploy_core::Event::Prompt { answer: None, .. } = r.event {
                         handle.decide(mwdeploy_core::Decision::Answer(false));
                     }
                 }

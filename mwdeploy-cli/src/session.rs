@@ -286,6 +286,7 @@ impl Session {
             return Ok(finish(out, output, &report));
         }
         tokio::pin!(run);
+        let mut prompt = LinePrompt::new(interactive);
         let mut report = None;
         let mut channel_open = true;
         while report.is_none() || channel_open {
@@ -294,9 +295,7 @@ impl Session {
                 rec = rx.recv(), if channel_open => match rec {
                     Some(record) => {
                         printer.show(out, &record);
-                        if let Event::Prompt { question, answer: None } = &record.event {
-                            ask(&handle, question, interactive);
-                        }
+                        prompt.record(&record, &handle);
                     }
                     None => channel_open = false,
                 },
@@ -377,13 +376,53 @@ pub(crate) fn summary_line<W: Write>(out: &mut Output<W>, s: &Summary) {
     out.bytes(b"\n");
 }
 
-/// Answers an open prompt: on a terminal, the operator (300 s, then no); otherwise no.
-pub(crate) fn ask(handle: &DriverHandle, question: &str, interactive: bool) {
+/// The line prompt of plain output: follows the records (the dashboard's model, so the
+/// question names the failed server and why) and answers each open prompt: on a
+/// terminal, the operator (300 s, then no); otherwise no.
+pub(crate) struct LinePrompt {
+    model: crate::tui::model::Dashboard,
+    interactive: bool,
+}
+
+impl LinePrompt {
+    /// A prompt that asks on the terminal when `interactive`.
+    pub(crate) fn new(interactive: bool) -> Self {
+        LinePrompt {
+            model: crate::tui::model::Dashboard::new(String::new(), None, Vec::new()),
+            interactive,
+        }
+    }
+
+    /// Takes `record`; when it opens a prompt, answers it through `handle`.
+    pub(crate) fn record(&mut self, record: &Record, handle: &DriverHandle) {
+        self.model.apply(record);
+        if let Event::Prompt {
+            question,
+            answer: None,
+        } = &record.event
+        {
+            let (text, note) = match self.model.prompt() {
+                Some(p) => self.model.prompt_text(p),
+                None => (question.clone(), None),
+            };
+            if self.interactive {
+                if let Some(n) = note {
+                    eprintln!("{}", Clean(&n));
+                }
+            }
+            ask(handle, &text, self.interactive);
+        }
+    }
+}
+
+/// Answers an open prompt whose question is `text`: on a terminal, the operator (300 s,
+/// then no); otherwise no.
+fn ask(handle: &DriverHandle, text: &str, interactive: bool) {
     if !interactive {
         handle.decide(Decision::Answer(false));
         return;
     }
-    eprint!("{} Continue? [y/N] ", Clean(question));
+    eprint!("{} [y/N] ", Clean(text));
     let _ = std::io::stderr().flush();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -28,7 +28,7 @@
 //! and when the deploy was interrupted (exit code 130: Ctrl+C here, SIGINT or SIGTERM).
 
 mod keys;
-mod model;
+pub(crate) mod model;
 pub(crate) mod terminal;
 mod view;
 
