@@ -34,6 +34,8 @@
 //! - `demo`: `mwdeploy demo`: the engine and dashboard on a simulated fleet in real time.
 //! - `render`: events as plain or JSON lines.
 //! - `output`: a locked, buffered stdout that ends quietly on a closed pipe.
+//! - `viewer`: `mwdeploy` without a deploy flag: the latest deploy, followed in the
+//!   dashboard or summed up.
 //! - `tui`: the live dashboard of a deploy (ratatui): servers, progress, the failure prompt,
 //!   pause, stop and the pool menu.
 //! - [`exit`]: the exit codes.
@@ -62,6 +64,7 @@ mod session;
 mod simulate;
 mod staging;
 mod tui;
+mod viewer;
 
 use std::ffi::OsString;
 

@@ -22,7 +22,6 @@ use crate::cli::DeployArgs;
 use crate::config::{config_path, Config, ServerConfig};
 use crate::dry_run;
 use crate::error::CliError;
-use crate::exit;
 use crate::output::Output;
 use crate::render::count;
 
@@ -452,11 +451,7 @@ pub(crate) fn run<W: Write>(
     if !args.starts_deploy() {
         let shaping = args.shaping_flags();
         if shaping.is_empty() {
-            out.bytes(
-                b"mwdeploy: no deploy flag given; see `mwdeploy --help` for deploys and commands \
-                  (the dashboard is not built yet)\n",
-            );
-            return Ok(exit::OK);
+            return crate::viewer::run(config_file, out);
         }
         return Err(CliError::Usage(format!(
             "{} alone do{} not start a deploy: say what to deploy with one of --core, \

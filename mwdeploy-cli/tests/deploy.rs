@@ -70,6 +70,22 @@ fn a_rolling_rsync_deploy_reaches_every_server_without_a_failed_request() {
     // The lock is released at the end.
     let again = mwdeploy(&c, &["--rsync", "--dry-run"]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    // Without a deploy flag (and without a terminal): a summary of the latest deploy.
+    let viewer = mwdeploy(&c, &[]);
+    let shown = text(&viewer.stdout);
+    assert_eq!(viewer.status.code(), Some(0), "{}", text(&viewer.stderr));
+    assert!(
+        shown.contains(&format!(
+            "latest deploy: {}",
+            lines[0]["deploy"].as_str().unwrap()
+        )),
+        "{shown}"
+    );
+    assert!(shown.contains("\"test deploy\""), "{shown}");
+    assert!(
+        shown.contains("finished") && shown.contains("✓ 3 succeeded"),
+        "{shown}"
+    );
 }
 
 #[test]

@@ -356,10 +356,18 @@ fn help_shows_an_example() {
         "{}",
         stdout(&o)
     );
-    // No subcommand and no deploy flag: a hint to --help (the dashboard comes later).
-    let none = Command::new(BIN).output().unwrap();
-    assert_eq!(none.status.code(), Some(0), "no arguments print a hint");
-    assert!(stdout(&none).contains("--help"), "{}", stdout(&none));
+    // No subcommand and no deploy flag: the latest deploy of the config's state dir,
+    // which needs a config (none here).
+    let none = Command::new(BIN)
+        .env("MWDEPLOY_CONFIG", "/nonexistent/mwdeploy.yaml")
+        .output()
+        .unwrap();
+    assert_eq!(none.status.code(), Some(2), "{}", stderr(&none));
+    assert!(
+        stderr(&none).contains("/nonexistent/mwdeploy.yaml: cannot read the config"),
+        "{}",
+        stderr(&none)
+    );
 }
 
 #[test]

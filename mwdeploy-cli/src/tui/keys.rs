@@ -37,6 +37,37 @@ fn plain(key: &KeyEvent, c: char) -> bool {
         && matches!(key.code, KeyCode::Char(k) if k.eq_ignore_ascii_case(&c))
 }
 
+/// A viewer's keys: look (select, the full log), close; nothing reaches the deploy,
+/// whose own terminal answers its prompts.
+fn viewer_key(dash: &Dashboard, ui: &mut UiState, key: KeyEvent) -> Option<Command> {
+    let rows = dash.rows().len();
+    if let Overlay::Log { scroll, .. } = &mut ui.overlay {
+        match key.code {
+            KeyCode::Esc | KeyCode::Char('q') => ui.overlay = Overlay::None,
+            KeyCode::Up | KeyCode::Char('k') => *scroll += 1,
+            KeyCode::Down | KeyCode::Char('j') => *scroll = scroll.saturating_sub(1),
+            _ if ctrl(&key, 'c') => return Some(Command::Close),
+            _ => {}
+        }
+        return None;
+    }
+    if ctrl(&key, 'c') || ctrl(&key, 'x') || plain(&key, 'q') || key.code == KeyCode::Esc {
+        return Some(Command::Close);
+    }
+    match key.code {
+        KeyCode::Up => ui.selected = ui.selected.saturating_sub(1),
+        KeyCode::Down => ui.selected = (ui.selected + 1).min(rows.saturating_sub(1)),
+        _ if ctrl(&key, 'o') && rows > 0 => {
+            ui.overlay = Overlay::Log {
+                row: ui.selected,
+                scroll: 0,
+            }
+        }
+        _ => {}
+    }
+    None
+}
+
 /// Handles one key; returns what to tell the engine, if anything.
 pub(crate) fn on_key(dash: &Dashboard, ui: &mut UiState, key: KeyEvent) -> Option<Command> {
     if key.kind == KeyEventKind::Release {
@@ -44,6 +75,10 @@ pub(crate) fn on_key(dash: &Dashboard, ui: &mut UiState, key: KeyEvent) -> Optio
     }
     let rows = dash.rows().len();
     ui.selected = ui.selected.min(rows.saturating_sub(1));
+
+    if ui.viewer {
+        return viewer_key(dash, ui, key);
+    }
 
     if ctrl(&key, 'c') {
         ui.overlay = Overlay::None;

@@ -79,6 +79,9 @@ pub(crate) struct TuiOptions {
     pub(crate) exit_when_done: bool,
     /// Colours (off with `NO_COLOR`).
     pub(crate) colour: bool,
+    /// Watching a deploy that runs in another process (`mwdeploy` without flags): keys
+    /// only look (select, logs); q, Esc, Ctrl+C or Ctrl+X close the viewer.
+    pub(crate) viewer: bool,
 }
 
 impl TuiOptions {
@@ -87,6 +90,7 @@ impl TuiOptions {
         TuiOptions {
             exit_when_done,
             colour: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            viewer: false,
         }
     }
 }
@@ -129,6 +133,8 @@ pub(crate) struct UiState {
     /// The sequence number of the last prompt answered, so that its box closes before the
     /// engine's echo of the answer arrives.
     pub(crate) answered: Option<u64>,
+    /// A viewer: nothing is sent to the deploy.
+    pub(crate) viewer: bool,
 }
 
 impl UiState {
@@ -219,6 +225,7 @@ async fn event_loop<B: Backend>(
 ) -> io::Result<()> {
     let mut dash = Dashboard::new(String::new(), None, Vec::new());
     let mut ui = UiState::new(opts.colour);
+    ui.viewer = opts.viewer;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut records_open = true;

@@ -340,7 +340,10 @@ fn screen(
 }
 
 fn keys_line(dash: &Dashboard, ui: &UiState, st: Styles) -> Line<'static> {
-    let text = if dash.is_over() {
+    let text = if ui.viewer {
+        "  viewer (the deploy's own terminal answers its prompts):  [↑↓] select  [Ctrl+O] log  [q] close"
+            .to_string()
+    } else if dash.is_over() {
         "  The deploy has ended: press any key to close".to_string()
     } else {
         let pause = if ui.paused { "resume" } else { "pause" };
