@@ -796,6 +796,7 @@ async fn loop_answers_no_after_the_timeout_and_closes_on_a_key_after_the_end() {
     let opts = TuiOptions {
         exit_when_done: false,
         colour: true,
+        viewer: false,
     };
     for r in [
         state(1, "mw1", ServerStatus::Canary, None),
@@ -838,6 +839,7 @@ async fn loop_closes_at_the_end_with_exit_when_done() {
     let opts = TuiOptions {
         exit_when_done: true,
         colour: false,
+        viewer: false,
     };
     rtx.send(state(1, "mw1", ServerStatus::Copying, None))
         .unwrap();
@@ -871,6 +873,7 @@ async fn loop_closes_by_itself_after_an_interrupted_deploy() {
     let opts = TuiOptions {
         exit_when_done: false,
         colour: false,
+        viewer: false,
     };
     rtx.send(rec(
         5,
@@ -886,4 +889,22 @@ async fn loop_closes_by_itself_after_an_interrupted_deploy() {
         .await
         .unwrap();
     assert!(control.0.lock().unwrap().is_empty());
+}
+
+#[test]
+fn a_viewer_only_looks_and_closes_on_q() {
+    let d = canary_failed(Layout::Releases);
+    let mut ui = UiState::new(false);
+    ui.viewer = true;
+    // A prompt is shown but not answered from here.
+    assert_eq!(on_key(&d, &mut ui, key(KeyCode::Char('y'))), None);
+    assert_eq!(on_key(&d, &mut ui, key(KeyCode::Char('p'))), None);
+    assert_eq!(on_key(&d, &mut ui, ctrl('r')), None);
+    assert_eq!(on_key(&d, &mut ui, key(KeyCode::Down)), None);
+    assert_eq!(ui.selected, 1);
+    assert_eq!(
+        on_key(&d, &mut ui, key(KeyCode::Char('q'))),
+        Some(Command::Close)
+    );
+    assert_eq!(on_key(&d, &mut ui, ctrl('c')), Some(Command::Close));
 }
