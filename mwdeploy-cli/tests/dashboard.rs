@@ -1,0 +1,204 @@
+//! The dashboard end to end: the real binary in a tmux pane (a real terminal), driven
+//! with send-keys and read with capture-pane, against the test fleet. A failed canary
+//! answered with Esc stops the deploy with nothing left out; Ctrl+X then y stops it
+//! gracefully; a viewer in a second pane follows a deploy to its end.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+mod support;
+use support::*;
+use testfleet::{write_stamp, Fleet, Layout};
+
+/// A tmux session running one command in a 100x30 terminal; killed on drop.
+struct Pane {
+    name: String,
+}
+
+impl Pane {
+    /// Starts `argv` in a new detached session; the pane stays after the command ends so
+    /// its exit status can be read.
+    fn start(name: &str, argv: &[&str]) -> Pane {
+        let tmux = |args: &[&str]| {
+            let o = Command::new("tmux")
+                .args(args)
+                .output()
+                .unwrap_or_else(|e| panic!("tmux (scripts/install-deps.sh): {e}"));
+            assert!(o.status.success(), "tmux {args:?}: {}", text(&o.stderr));
+        };
+        let name = format!("mwdeploy-{}-{name}", std::process::id());
+        let mut args = vec![
+            "new-session",
+            "-d",
+            "-s",
+            &name,
+            "-x",
+            "100",
+            "-y",
+            "30",
+            "-e",
+            "TERM=xterm-256color",
+            "-e",
+            "NO_COLOR=1",
+        ];
+        args.extend_from_slice(argv);
+        tmux(&args);
+        tmux(&["set-option", "-t", &name, "remain-on-exit", "on"]);
+        Pane { name }
+    }
+
+    /// The screen as text.
+    fn screen(&self) -> String {
+        let o = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.name])
+            .output()
+            .unwrap();
+        text(&o.stdout)
+    }
+
+    /// Waits (up to 90 s) until the screen holds `what`; returns the screen.
+    fn wait_for(&self, what: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if s.contains(what) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(90),
+                "waited for {what:?}; the screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", self.name.as_str()];
+        args.extend_from_slice(keys);
+        let o = Command::new("tmux").args(&args).output().unwrap();
+        assert!(o.status.success(), "send-keys {keys:?}");
+    }
+
+    /// The command's exit status once it ended (waits up to 90 s).
+    fn exit_status(&self) -> i32 {
+        let start = Instant::now();
+        loop {
+            let o = Command::new("tmux")
+                .args([
+                    "display-message",
+                    "-p",
+                    "-t",
+                    &self.name,
+                    "#{pane_dead} #{pane_dead_status}",
+                ])
+                .output()
+                .unwrap();
+            let out = text(&o.stdout);
+            let mut words = out.split_whitespace();
+            if words.next() == Some("1") {
+                return words.next().unwrap_or("-1").parse().unwrap_or(-1);
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(90),
+                "the command did not end; the screen:\n{}",
+                self.screen()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Pane {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.name])
+            .output();
+    }
+}
+
+fn all_pooled(fleet: &Fleet) -> bool {
+    fleet
+        .proxies()
+        .iter()
+        .all(|p| p.server_states().unwrap().iter().all(|s| s.in_pool()))
+}
+
+fn deploy_argv<'a>(config: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![BIN, "-C", config.to_str().unwrap(), "--rsync", "--rollout"];
+    v.extend_from_slice(extra);
+    v
+}
+
+#[test]
+fn esc_at_the_failure_prompt_stops_the_deploy_with_nothing_left_out() {
+    let fleet = fleet(3, Layout::Releases, 40);
+    // mw2's page answers 500 while it serves the release stamped v2 (its post_activate
+    // hook sets the fleet's page fault then), and is healthy again after the rollback.
+    let fault = fleet.servers()[1].dir().join("fault");
+    let script = "if grep -qs v2 \"$1\"/versions/*/includes/Stamp.php; \
+                  then echo 500 > \"$2\"; else rm -f \"$2\"; fi";
+    let hook = serde_json::json!(["sh", "-c", script, "sh", "{prod_path}", fault]);
+    let c = config(&fleet, Layout::Releases, |y| {
+        let mw2 = y.find("name: \"mw2\"").expect("mw2 in the config");
+        let hooks = mw2 + y[mw2..].find("post_activate:\n").unwrap();
+        let reload_end = hooks + y[hooks..].find("]\n").unwrap() + 2;
+        format!("{}        - {hook}\n{}", &y[..reload_end], &y[reload_end..])
+    });
+    write_stamp(fleet.staging().path(), "v2").unwrap();
+
+    let pane = Pane::start("esc", &deploy_argv(&c, &[]));
+    let screen = pane.wait_for("Canary failed on mw2");
+    assert!(screen.contains("rolled back"), "{screen}");
+    assert!(screen.contains("[Y] Yes, continue"), "{screen}");
+    pane.keys(&["Escape"]);
+    pane.wait_for("press any key to close");
+    pane.keys(&["q"]);
+    assert_eq!(pane.exit_status(), 1, "{}", pane.screen());
+    assert!(all_pooled(&fleet));
+    let lines = journal_of(&fleet);
+    assert_eq!(final_state(&lines, "mw2").as_deref(), Some("rolled_back"));
+    assert_eq!(final_state(&lines, "mw3").as_deref(), Some("skipped"));
+    assert!(lines
+        .iter()
+        .any(|l| l["event"] == "prompt" && l["answer"] == "no"));
+}
+
+#[test]
+fn ctrl_x_stops_gracefully_and_a_viewer_follows_from_another_terminal() {
+    let fleet = fleet(3, Layout::Releases, 40);
+    let slow = |y: String| {
+        y.replace(
+            "\n      post_activate:\n",
+            "\n      post_activate:\n        - [\"sleep\", \"2\"]\n",
+        )
+    };
+    let c = config(&fleet, Layout::Releases, slow);
+    write_stamp(fleet.staging().path(), "v2").unwrap();
+
+    // A viewer in a second terminal follows the whole deploy.
+    let deploy = Pane::start("deploy", &deploy_argv(&c, &["--exit-when-done"]));
+    deploy.wait_for("mw1");
+    let viewer = Pane::start("viewer", &[BIN, "-C", c.to_str().unwrap()]);
+    let screen = viewer.wait_for("viewer");
+    assert!(screen.contains("mw3"), "{screen}");
+    viewer.wait_for("3 succeeded");
+    viewer.keys(&["q"]);
+    assert_eq!(viewer.exit_status(), 0, "{}", viewer.screen());
+    assert_eq!(deploy.exit_status(), 0, "{}", deploy.screen());
+
+    // Ctrl+X mid-deploy, then y: running servers finish, nothing new starts.
+    write_stamp(fleet.staging().path(), "v3").unwrap();
+    let pane = Pane::start("stop", &deploy_argv(&c, &[]));
+    pane.wait_for("hooks");
+    pane.keys(&["C-x"]);
+    pane.wait_for("Stop the deploy?");
+    pane.keys(&["y"]);
+    pane.wait_for("press any key to close");
+    pane.keys(&["q"]);
+    assert_eq!(pane.exit_status(), 1, "{}", pane.screen());
+    assert!(all_pooled(&fleet));
+    let journal = journals(&fleet);
+    assert!(journal.contains("\"event\":\"stopping\""), "{journal}");
+    assert!(journal.contains("\"state\":\"skipped\""), "{journal}");
+}
