@@ -330,10 +330,12 @@ impl crate::tui::Control for EngineControl {
         self.0.decide(d);
     }
 
-    fn pool(&self, _server: &str, _depool: bool) {
-        // Manual pool changes during a deploy need the engine's own pool action (so
-        // max_unavailable and the canary hold); until then the menu's request is
-        // shown and not sent.
+    fn pool(&self, server: &str, depool: bool) {
+        // Through the engine: max_unavailable and the canary hold, and its answer (or why
+        // not) comes back as events.
+        if let Ok(id) = mwdeploy_core::ServerId::new(server) {
+            self.0.pool(id, depool);
+        }
     }
 
     fn interrupt(&self) {

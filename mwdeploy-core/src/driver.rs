@@ -120,16 +120,30 @@ impl Subscriber for ChannelSubscriber {
     }
 }
 
+/// What a [`DriverHandle`] sends to its driver.
+#[derive(Debug)]
+enum Msg {
+    Decide(Decision),
+    Pool(ServerId, bool),
+}
+
 /// Sends decisions to a running driver. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct DriverHandle {
-    tx: mpsc::UnboundedSender<Decision>,
+    tx: mpsc::UnboundedSender<Msg>,
 }
 
 impl DriverHandle {
     /// Sends `decision`; returns `false` if the deploy already ended.
     pub fn decide(&self, decision: Decision) -> bool {
-        self.tx.send(decision).is_ok()
+        self.tx.send(Msg::Decide(decision)).is_ok()
+    }
+
+    /// The operator's pool menu: take `server` out of the pool (`depool`), or put it
+    /// back after its canary, through the running deploy (see
+    /// [`Rollout::handle_pool_request`]); returns `false` if the deploy already ended.
+    pub fn pool(&self, server: ServerId, depool: bool) -> bool {
+        self.tx.send(Msg::Pool(server, depool)).is_ok()
     }
 
     /// SIGINT or SIGTERM: stop gracefully (exit code 130 in the report).
@@ -142,7 +156,7 @@ impl DriverHandle {
 pub struct Driver {
     ports: Ports,
     subscribers: Vec<Box<dyn Subscriber>>,
-    decisions: mpsc::UnboundedReceiver<Decision>,
+    decisions: mpsc::UnboundedReceiver<Msg>,
     clock: Box<dyn Fn() -> SystemTime + Send>,
 }
 
@@ -275,9 +289,12 @@ impl Driver {
                         rollout.handle_completion(now, id, outcome);
                     }
                 }
-                Some(decision) = self.decisions.recv() => {
-                    rollout.handle_decision(now(), decision);
-                }
+                Some(msg) = self.decisions.recv() => match msg {
+                    Msg::Decide(decision) => rollout.handle_decision(now(), decision),
+                    Msg::Pool(server, depool) => {
+                        rollout.handle_pool_request(now(), &server, depool)
+                    }
+                },
                 Some((server, step, update)) = progress_rx.recv() => {
                     self.progress(&deploy, &mut last_progress, server, step, update);
                 }

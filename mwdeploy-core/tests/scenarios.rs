@@ -39,6 +39,14 @@ enum Reply {
     With(Outcome),
 }
 
+/// What the operator does when a trigger fires.
+#[derive(Debug, Clone)]
+enum Act {
+    Decide(Decision),
+    /// The pool menu: this server, depool (`true`) or repool.
+    Pool(String, bool),
+}
+
 /// One line of the log, in the order things happened, at the virtual time since the start.
 #[derive(Debug)]
 enum Rec {
@@ -60,7 +68,7 @@ struct Script {
     /// The answers to the prompts, in order; `None` leaves a prompt open.
     answers: VecDeque<Option<bool>>,
     /// When the first such action is issued, the operator decides.
-    triggers: Vec<(String, &'static str, Decision)>,
+    triggers: Vec<(String, &'static str, Act)>,
     pending: Vec<(Instant, Action, Outcome)>,
     log: Vec<Rec>,
     pool: BTreeMap<String, PoolState>,
@@ -126,7 +134,16 @@ impl Script {
     }
 
     fn decide_on(mut self, who: &str, kind: &'static str, decision: Decision) -> Script {
-        self.triggers.push((who.to_string(), kind, decision));
+        self.triggers
+            .push((who.to_string(), kind, Act::Decide(decision)));
+        self
+    }
+
+    /// When the first `kind` action of `who` is issued, the operator asks the pool menu to
+    /// depool (or repool) `server`.
+    fn pool_on(mut self, who: &str, kind: &'static str, server: &str, depool: bool) -> Script {
+        self.triggers
+            .push((who.to_string(), kind, Act::Pool(server.to_string(), depool)));
         self
     }
 
@@ -192,7 +209,7 @@ impl Script {
             while let Some(ev) = self.r.poll_event() {
                 if let Event::Prompt { answer: None, .. } = &ev {
                     match self.answers.pop_front() {
-                        Some(Some(yes)) => decisions.push(Decision::Answer(yes)),
+                        Some(Some(yes)) => decisions.push(Act::Decide(Decision::Answer(yes))),
                         Some(None) => {}
                         None => panic!("unexpected prompt: {ev:?}"),
                     }
@@ -208,13 +225,18 @@ impl Script {
                 return;
             }
             for d in decisions {
-                self.r.handle_decision(self.now, d);
+                match d {
+                    Act::Decide(d) => self.r.handle_decision(self.now, d),
+                    Act::Pool(server, depool) => {
+                        self.r.handle_pool_request(self.now, &id(&server), depool)
+                    }
+                }
             }
         }
     }
 
     /// Logs an action and schedules its answer, by the first rule that matches.
-    fn issue(&mut self, a: Action, decisions: &mut Vec<Decision>) {
+    fn issue(&mut self, a: Action, decisions: &mut Vec<Act>) {
         let (w, kind) = (who(&a), a.kind.name());
         let n = 1 + self.kinds(&w).iter().filter(|k| **k == kind).count() as u32;
         if let Some(k) = self.triggers.iter().position(|t| t.0 == w && t.1 == kind) {
@@ -1371,4 +1393,87 @@ fn approve_stages_yes_starts_stage_two() {
         .0;
     assert!(prompt_event(&s, Some("yes")).0 < started);
     assert_eq!(s.r.report().exit_code, 0);
+}
+
+// ---- the operator's pool menu ------------------------------------------------------------
+
+fn warned(s: &Script, text: &str) -> bool {
+    s.events()
+        .any(|e| matches!(e, Event::Warning { detail, .. } if detail.contains(text)))
+}
+
+#[test]
+fn the_pool_menu_takes_a_done_server_out_and_puts_it_back_through_the_engine() {
+    let mut p = plan(Layout::Inplace, 3);
+    p.policy.max_unavailable = 2;
+    let s = Script::new(p)
+        .pool_on("mw2", "depool", "mw1", true)
+        .pool_on("mw3", "depool", "mw1", false)
+        .run();
+    assert_eq!(s.statuses(), [Done; 3]);
+    // mw1: its cycle, then the operator's depool, then a canary and a repool.
+    assert_eq!(
+        s.kinds("mw1")[CYCLE.len()..],
+        ["depool", "canary", "repool"],
+        "{:?}",
+        s.kinds("mw1")
+    );
+    assert!(warned(
+        &s,
+        "pool: mw1 taken out of the pool by the operator"
+    ));
+    assert!(warned(
+        &s,
+        "pool: mw1 put back into the pool by the operator"
+    ));
+    let rep = s.r.report();
+    assert!(rep.left_out.is_empty(), "{rep:?}");
+    assert_eq!((s.max_out, rep.max_out_of_pool), (2, 2));
+    assert_eq!(rep.exit_code, 0);
+}
+
+#[test]
+fn the_pool_menu_refuses_what_would_break_a_rule() {
+    let s = Script::new(plan(Layout::Inplace, 2))
+        .pool_on("mw1", "depool", "mw2", true)
+        .pool_on("mw1", "canary", "mw1", true)
+        .pool_on("mw2", "depool", "mw1", true)
+        .pool_on("mw2", "canary", "mw9", true)
+        .run();
+    assert!(warned(&s, "pool: mw2 has not had its turn yet"));
+    assert!(warned(&s, "pool: mw1 is in its deploy cycle"));
+    assert!(warned(
+        &s,
+        "pool: no room to take mw1 out: 1 of max_unavailable 1 out"
+    ));
+    assert!(warned(&s, "pool: mw9 is not a server of this deploy"));
+    // Nothing happened beyond the deploy itself.
+    assert_eq!(s.kinds("mw1"), CYCLE);
+    assert_eq!(s.kinds("mw2"), CYCLE);
+    assert_eq!(s.r.report().exit_code, 0);
+}
+
+#[test]
+fn a_server_held_out_or_failing_its_manual_canary_is_reported_at_the_end() {
+    let mut p = plan(Layout::Releases, 3);
+    p.policy.max_unavailable = 3;
+    let s = Script::new(p)
+        // mw1 passes its cycle's canary, then fails every canary of the manual repool.
+        .on_nth("mw1", "canary", 2..=u32::MAX, Reply::Fail)
+        .pool_on("mw2", "depool", "mw1", true)
+        .pool_on("mw3", "depool", "mw1", false)
+        .pool_on("mw3", "canary", "mw2", true)
+        .run();
+    assert_eq!(s.statuses(), [Done; 3]);
+    assert!(warned(&s, "pool: mw1 failed its canary"));
+    let mut out = s.left_out();
+    out.sort();
+    assert_eq!(out, ["mw1", "mw2"]);
+    let rep = s.r.report();
+    assert!(rep
+        .left_out
+        .iter()
+        .all(|(_, why)| why == "held out of the pool by the operator"));
+    // Never a repool after the failed canaries.
+    assert_eq!(s.kinds("mw1").iter().filter(|k| **k == "repool").count(), 1);
 }

@@ -434,6 +434,10 @@ impl Dashboard {
                 Some(s) => {
                     let i = self.row(s.as_str());
                     self.rows[i].push_log(ts, format!("warning: {}", clean(detail)));
+                    // The pool menu's answer (done, or why not) shows on the main screen.
+                    if detail.starts_with("pool: ") {
+                        self.notice = Some(clean(detail));
+                    }
                 }
                 None => self.notice = Some(format!("warning: {}", clean(detail))),
             },

@@ -494,7 +494,15 @@ impl Rollout {
                     }
                 }
             }
-            Step::Pending | Step::Ready | Step::CanaryPause | Step::GateReady | Step::Final => {}
+            Step::ManualDepool | Step::ManualCanary | Step::ManualRepool => {
+                self.manual_completion(now, i, outcome)
+            }
+            Step::Pending
+            | Step::Ready
+            | Step::CanaryPause
+            | Step::GateReady
+            | Step::Final
+            | Step::ManualCanaryPause => {}
         }
     }
 
@@ -582,7 +590,7 @@ impl Rollout {
         detail: Option<String>,
     ) {
         let slot = &mut self.slots[i as usize];
-        if slot.step == Step::Final {
+        if slot.step.is_final() {
             return;
         }
         let started = slot.step != Step::Pending;

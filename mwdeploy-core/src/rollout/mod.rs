@@ -26,6 +26,7 @@
 //! queues, counters replace scans, timers sit in a heap.
 
 mod cycle;
+mod manual;
 mod prep;
 mod schedule;
 
@@ -75,6 +76,25 @@ enum Step {
     /// Depool was not confirmed: put it back as it was.
     Restore,
     Final,
+    /// The operator's pool menu, once the server's cycle is over (it stays final).
+    ManualDepool,
+    ManualCanary,
+    ManualCanaryPause,
+    ManualRepool,
+}
+
+impl Step {
+    /// Whether the server's cycle is over (a manual pool step may run after it).
+    fn is_final(self) -> bool {
+        matches!(
+            self,
+            Step::Final
+                | Step::ManualDepool
+                | Step::ManualCanary
+                | Step::ManualCanaryPause
+                | Step::ManualRepool
+        )
+    }
 }
 
 /// Why a server is on its way back: it changes the state it ends in.
@@ -101,6 +121,8 @@ struct Slot {
     out: bool,
     /// It was out of the pool before the deploy (forced through): never depooled or repooled.
     pre_out: bool,
+    /// The operator took it out (pool menu): it holds room until put back.
+    manual_out: bool,
     activated: bool,
     attempt: u32,
     verify_tries: u8,
@@ -119,6 +141,7 @@ struct Slot {
 enum Timer {
     Deadline(ActionId),
     CanaryRetry(u32),
+    ManualRetry(u32),
     StagingRetry,
     StageBake(u32),
     Prompt(u64),
@@ -255,6 +278,8 @@ pub struct Rollout {
     max_out: u32,
     /// Slots holding an `out` count that they will give back (not kept out for good).
     held: u32,
+    /// Manual pool steps under way.
+    manual: u32,
     kept_out: Vec<(ServerId, String)>,
     failures: u32,
     budget: u32,
@@ -280,6 +305,7 @@ impl Rollout {
                 status: ServerStatus::Pending,
                 out: false,
                 pre_out: false,
+                manual_out: false,
                 activated: false,
                 attempt: 0,
                 verify_tries: 0,
@@ -325,6 +351,7 @@ impl Rollout {
             out: 0,
             max_out: 0,
             held: 0,
+            manual: 0,
             kept_out: Vec::new(),
             failures: 0,
             budget,
@@ -428,6 +455,15 @@ impl Rollout {
         self.schedule(now);
     }
 
+    /// The operator asks to take `server` out of the pool (`depool`) or to put it back
+    /// (its canary first). Only a server whose cycle is over, within `max_unavailable`; a
+    /// request that cannot be done is a warning event. The deploy ends after the change.
+    pub fn handle_pool_request(&mut self, now: Instant, server: &ServerId, depool: bool) {
+        self.touch(now);
+        self.manual_pool(now, server, depool);
+        self.schedule(now);
+    }
+
     /// Time passed: fires every timer due at `now`. Spurious calls are no-ops.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(Reverse((at, _, timer))) = self.timers.peek().copied() {
@@ -524,6 +560,7 @@ impl Rollout {
         match timer {
             Timer::Deadline(id) => self.inflight.contains_key(&id),
             Timer::CanaryRetry(i) => self.slots[i as usize].step == Step::CanaryPause,
+            Timer::ManualRetry(i) => self.slots[i as usize].step == Step::ManualCanaryPause,
             Timer::StagingRetry => self.phase == Phase::Staging && self.staging_attempt > 0,
             Timer::StageBake(k) => self.gate == Gate::Bake(k),
             Timer::Prompt(seq) => self.prompt.as_ref().is_some_and(|p| p.seq == seq),

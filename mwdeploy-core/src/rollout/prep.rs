@@ -271,6 +271,7 @@ impl Rollout {
                 let attempt = self.slots[i as usize].attempt + 1;
                 self.canary(now, i, attempt);
             }
+            Timer::ManualRetry(i) => self.manual_retry(now, i),
             Timer::StagingRetry => {
                 self.staging_attempt += 1;
                 let attempt = self.staging_attempt;

@@ -59,7 +59,7 @@ impl Rollout {
                 } else {
                     self.next_stage_gate(now, k);
                 }
-            } else if self.finals == self.slots.len() {
+            } else if self.finals == self.slots.len() && !self.manual_busy() {
                 self.events.push_back(Event::StageFinished { stage: k });
                 self.finish(now);
             }
@@ -298,6 +298,7 @@ impl Rollout {
         }
         self.phase = Phase::Finished;
         self.touch(now);
+        self.report_held();
         let report = self.report();
         self.notify(
             now,
