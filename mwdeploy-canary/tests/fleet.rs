@@ -132,19 +132,23 @@ async fn the_error_gate_over_ssh_counts_php_warnings_while_the_server_takes_traf
         Health::Healthy
     );
 
-    // Every request now logs a PHP Warning; 20 requests during the window fail the gate.
+    // Every request now logs a PHP Warning; traffic runs through the whole window (not a
+    // fixed count, which a loaded machine may not fit into it), so it fails the gate.
     fleet.inject(Fault::PageWarning(0)).unwrap();
     let url = fleet.servers()[0].canary_url();
-    let traffic = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(200));
-        for _ in 0..20 {
-            let _ = std::process::Command::new("curl")
-                .args(["--silent", "--output", "/dev/null", "--", &url])
-                .status();
-        }
-    });
-    // A window long enough for the 20 requests even on a loaded machine.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = std::process::Command::new("curl")
+                    .args(["--silent", "--output", "/dev/null", "--", &url])
+                    .status();
+            }
+        })
+    };
     let h = c.watch(&mw1, Duration::from_secs(6), &p(&mw1)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
     traffic.join().unwrap();
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(matches!(h, Health::Unhealthy { .. }), "{h:?}\nlog:\n{text}");
