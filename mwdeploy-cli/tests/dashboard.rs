@@ -11,23 +11,30 @@ mod support;
 use support::*;
 use testfleet::{write_stamp, Fleet, Layout};
 
+/// One terminal test at a time: each drives a whole deploy, and overlapping ones only
+/// slow each other down on a small machine.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A tmux session running one command in a 100x30 terminal; killed on drop.
 struct Pane {
     name: String,
+    /// Where the command's exit status is written when it ends.
+    status: std::path::PathBuf,
 }
 
 impl Pane {
-    /// Starts `argv` in a new detached session; the pane stays after the command ends so
-    /// its exit status can be read.
+    /// Starts `argv` in a new detached session. A constant `sh -c` script runs it (as
+    /// positional arguments, never spliced into the script) and writes its exit status
+    /// to a file: tmux's own record of it is not reliable when the pane closes.
     fn start(name: &str, argv: &[&str]) -> Pane {
-        let tmux = |args: &[&str]| {
-            let o = Command::new("tmux")
-                .args(args)
-                .output()
-                .unwrap_or_else(|e| panic!("tmux (scripts/install-deps.sh): {e}"));
-            assert!(o.status.success(), "tmux {args:?}: {}", text(&o.stderr));
-        };
         let name = format!("mwdeploy-{}-{name}", std::process::id());
+        let status = std::env::temp_dir().join(format!("{name}.status"));
+        let _ = std::fs::remove_file(&status);
+        let status_arg = status.to_str().unwrap().to_string();
         let mut args = vec![
             "new-session",
             "-d",
@@ -41,11 +48,18 @@ impl Pane {
             "TERM=xterm-256color",
             "-e",
             "NO_COLOR=1",
+            "sh",
+            "-c",
+            "\"$@\"; echo $? > \"$0.tmp\" && mv \"$0.tmp\" \"$0\"; sleep 600",
+            &status_arg,
         ];
         args.extend_from_slice(argv);
-        tmux(&args);
-        tmux(&["set-option", "-t", &name, "remain-on-exit", "on"]);
-        Pane { name }
+        let o = Command::new("tmux")
+            .args(&args)
+            .output()
+            .unwrap_or_else(|e| panic!("tmux (scripts/install-deps.sh): {e}"));
+        assert!(o.status.success(), "tmux {args:?}: {}", text(&o.stderr));
+        Pane { name, status }
     }
 
     /// The screen as text.
@@ -84,20 +98,8 @@ impl Pane {
     fn exit_status(&self) -> i32 {
         let start = Instant::now();
         loop {
-            let o = Command::new("tmux")
-                .args([
-                    "display-message",
-                    "-p",
-                    "-t",
-                    &self.name,
-                    "#{pane_dead} #{pane_dead_status}",
-                ])
-                .output()
-                .unwrap();
-            let out = text(&o.stdout);
-            let mut words = out.split_whitespace();
-            if words.next() == Some("1") {
-                return words.next().unwrap_or("-1").parse().unwrap_or(-1);
+            if let Ok(text) = std::fs::read_to_string(&self.status) {
+                return text.trim().parse().unwrap_or(-1);
             }
             assert!(
                 start.elapsed() < Duration::from_secs(90),
@@ -114,6 +116,7 @@ impl Drop for Pane {
         let _ = Command::new("tmux")
             .args(["kill-session", "-t", &self.name])
             .output();
+        let _ = std::fs::remove_file(&self.status);
     }
 }
 
@@ -132,6 +135,7 @@ fn deploy_argv<'a>(config: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
 
 #[test]
 fn esc_at_the_failure_prompt_stops_the_deploy_with_nothing_left_out() {
+    let _serial = serial();
     let fleet = fleet(3, Layout::Releases, 40);
     // mw2's page answers 500 while it serves the release stamped v2 (its post_activate
     // hook sets the fleet's page fault then), and is healthy again after the rollback.
@@ -166,6 +170,7 @@ fn esc_at_the_failure_prompt_stops_the_deploy_with_nothing_left_out() {
 
 #[test]
 fn ctrl_x_stops_gracefully_and_a_viewer_follows_from_another_terminal() {
+    let _serial = serial();
     let fleet = fleet(3, Layout::Releases, 40);
     let slow = |y: String| {
         y.replace(
@@ -201,4 +206,49 @@ fn ctrl_x_stops_gracefully_and_a_viewer_follows_from_another_terminal() {
     let journal = journals(&fleet);
     assert!(journal.contains("\"event\":\"stopping\""), "{journal}");
     assert!(journal.contains("\"state\":\"skipped\""), "{journal}");
+}
+
+#[test]
+fn ctrl_r_depools_and_repools_a_done_server_through_the_running_deploy() {
+    let _serial = serial();
+    let fleet = fleet(4, Layout::Releases, 40);
+    let c = config(&fleet, Layout::Releases, |y| {
+        y.replace(
+            "\n      post_activate:\n",
+            "\n      post_activate:\n        - [\"sleep\", \"3\"]\n",
+        )
+        .replace("\nrollout:\n", "\nrollout:\n  max_unavailable: 2\n")
+    });
+    write_stamp(fleet.staging().path(), "v2").unwrap();
+    let state = |name: &str| {
+        fleet.proxies()[0]
+            .server_states()
+            .unwrap()
+            .into_iter()
+            .find(|s| s.name == name)
+            .unwrap()
+            .in_pool()
+    };
+
+    let pane = Pane::start("pool", &deploy_argv(&c, &["--exit-when-done"]));
+    // mw1 (the selected row) is done while mw2 is deployed.
+    pane.wait_for("mw1    ✓ done");
+    pane.keys(&["C-r"]);
+    pane.wait_for("[D] Depool");
+    pane.keys(&["d"]);
+    let screen = pane.wait_for("pool: ");
+    assert!(
+        screen.contains("mw1 taken out of the pool by the operator"),
+        "{screen}"
+    );
+    assert!(!state("mw1"), "{}", pane.screen());
+    pane.keys(&["C-r"]);
+    pane.wait_for("[R] Repool");
+    pane.keys(&["r"]);
+    pane.wait_for("mw1 put back into the pool by the operator");
+    assert!(state("mw1"), "{}", pane.screen());
+    assert_eq!(pane.exit_status(), 0, "{}", pane.screen());
+    assert!(all_pooled(&fleet));
+    let journal = journals(&fleet);
+    assert_eq!(journal.matches(r#""server":"mw1","proxy":null,"backend":null,"action":"depool","phase":"result","ok":true"#).count(), 2, "{journal}");
 }
