@@ -1,4 +1,4 @@
-//! The end-to-end benchmark's smoke run (`e2e --smoke`: 2 servers, a 200-file tree, one
+//! The end-to-end benchmark's smoke run (`e2e --smoke`: 2 servers, 1 proxy, a 100-file tree, one
 //! round), as CI runs it: it must complete and print the table with every scenario and the
 //! targets. No threshold on seconds is checked here: benchmarks are not timed tests.
 
