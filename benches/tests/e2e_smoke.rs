@@ -1,0 +1,51 @@
+//! The end-to-end benchmark's smoke run (`e2e --smoke`: 2 servers, 1 proxy, a 100-file tree, one
+//! round), as CI runs it: it must complete and print the table with every scenario and the
+//! targets. No threshold on seconds is checked here: benchmarks are not timed tests.
+
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+#[test]
+fn the_smoke_run_completes_and_reports_every_scenario() {
+    let began = Instant::now();
+    let o = Command::new(env!("CARGO_BIN_EXE_e2e"))
+        .arg("--smoke")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the e2e binary runs");
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(
+        o.status.success(),
+        "e2e --smoke failed ({}):\nstdout:\n{out}\nstderr:\n{err}",
+        o.status
+    );
+    for heading in [
+        "#### first deploy (whole tree)",
+        "#### new version directory",
+        "#### small change, full --rsync",
+        "#### small change, targeted --config",
+        "#### Targets (design.md section 7)",
+    ] {
+        assert!(out.contains(heading), "no {heading:?} in:\n{out}");
+    }
+    for metric in [
+        "| wall time |",
+        "| out of service per server (median) |",
+        "| servers out of the pool at once (max) |",
+        "| ssh connections opened |",
+        "| failed requests |",
+    ] {
+        assert_eq!(
+            out.matches(metric).count(),
+            4,
+            "{metric:?} once per scenario in:\n{out}"
+        );
+    }
+    eprintln!(
+        "e2e --smoke took {:.1} s\n{err}",
+        began.elapsed().as_secs_f64()
+    );
+}
