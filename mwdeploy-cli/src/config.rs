@@ -41,6 +41,9 @@ pub(crate) const DEFAULT_PATH: &str = "/etc/mwdeploy/config.yaml";
 /// The environment variable naming the config when `-C` is not given.
 pub(crate) const PATH_ENV: &str = "MWDEPLOY_CONFIG";
 
+/// What a pool step may take beyond its own wait (drain or repool confirmation).
+const DEPOOL_MARGIN: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// The config file to read: `flag` (`-C/--config-file`), else `$MWDEPLOY_CONFIG` (when
 /// set and not empty), else [`DEFAULT_PATH`].
 pub(crate) fn config_path(flag: Option<&Path>) -> PathBuf {
@@ -480,8 +483,11 @@ impl Config {
     /// Step deadlines: the engine's defaults, with `drain_timeout` and `repool_timeout`.
     pub(crate) fn step_timeouts(&self) -> StepTimeouts {
         let mut t = StepTimeouts::default();
-        t.depool = self.rollout.drain_timeout;
-        t.repool = self.rollout.repool_timeout;
+        // drain_timeout bounds the wait for sessions, after which the adapter still puts
+        // the server in maintenance: the step's deadline leaves room for that and the
+        // proxies' confirmation, or a busy server would fail at exactly drain_timeout.
+        t.depool = self.rollout.drain_timeout + DEPOOL_MARGIN;
+        t.repool = self.rollout.repool_timeout + DEPOOL_MARGIN;
         t
     }
 

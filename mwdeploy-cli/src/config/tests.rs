@@ -262,8 +262,9 @@ webhooks:
     assert_eq!(p.bake, Duration::from_secs(60));
     assert!(p.approve_stages);
     assert_eq!(p.canary.attempts, 5);
-    assert_eq!(p.timeouts.depool, Duration::from_secs(45));
-    assert_eq!(p.timeouts.repool, Duration::from_secs(10));
+    // The steps' deadlines leave the adapter room past its own waits.
+    assert_eq!(p.timeouts.depool, Duration::from_secs(45 + 20));
+    assert_eq!(p.timeouts.repool, Duration::from_secs(10 + 20));
     assert_eq!(p.error_gate.unwrap().window, Duration::from_secs(20));
     let ssh = c.ssh_defaults();
     assert_eq!(ssh.user, "deployer");
