@@ -31,7 +31,7 @@ use crate::cli::DemoArgs;
 use crate::error::CliError;
 use crate::output::Output;
 use crate::render::{count, JsonLines, PlainLines};
-use crate::session::{summary_line, watch_signals, LinePrompt};
+use crate::session::{summary_line, watch_signals};
 
 /// The simulated steps' durations as a factor of the simulation's: a copy of about
 /// 8 s becomes about 2.4 s, so a server's whole cycle takes 2 to 4 s.
@@ -158,7 +158,7 @@ async fn demo<W: Write>(
     };
 
     let (driver, handle) = Driver::new(Ports::all(Arc::new(fleet)));
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::unbounded_channel();
     let driver = driver.subscribe(ChannelSubscriber(tx));
     let engine: Arc<Mutex<Option<DriverHandle>>> = Arc::new(Mutex::new(Some(handle.clone())));
     let signals = tokio::spawn(watch_signals(Arc::new(AtomicBool::new(false)), engine));
@@ -183,24 +183,8 @@ async fn demo<W: Write>(
         }
         return Ok(finish(out, &report));
     }
-    tokio::pin!(run);
-    let mut prompt = LinePrompt::new(interactive);
-    let mut report: Option<Report> = None;
-    let mut channel_open = true;
-    while report.is_none() || channel_open {
-        tokio::select! {
-            r = &mut run, if report.is_none() => report = Some(r),
-            rec = rx.recv(), if channel_open => match rec {
-                Some(record) => {
-                    lines.show(out, &record);
-                    prompt.record(&record, &handle);
-                }
-                None => channel_open = false,
-            },
-        }
-    }
+    let report = crate::session::lines(run, rx, &handle, interactive, |r| lines.show(out, r)).await;
     signals.abort();
-    let report = report.expect("the loop ends with a report");
     if args.json {
         return Ok(report.exit_code);
     }

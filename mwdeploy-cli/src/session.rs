@@ -285,26 +285,39 @@ impl Session {
             }
             return Ok(finish(out, output, &report));
         }
-        tokio::pin!(run);
-        let mut prompt = LinePrompt::new(interactive);
-        let mut report = None;
-        let mut channel_open = true;
-        while report.is_none() || channel_open {
-            tokio::select! {
-                r = &mut run, if report.is_none() => report = Some(r),
-                rec = rx.recv(), if channel_open => match rec {
-                    Some(record) => {
-                        printer.show(out, &record);
-                        prompt.record(&record, &handle);
-                    }
-                    None => channel_open = false,
-                },
-            }
-        }
+        let report = lines(run, rx, &handle, interactive, |r| printer.show(out, r)).await;
         signals.abort();
-        let report = report.expect("the loop ends with a report");
         Ok(finish(out, output, &report))
     }
+}
+
+/// Runs `run` while its records are shown with `show` and its prompts answered on the
+/// line (the operator on a terminal when `interactive`, else no); returns its report
+/// once every record was shown.
+pub(crate) async fn lines(
+    run: impl std::future::Future<Output = Report>,
+    mut rx: mpsc::UnboundedReceiver<Record>,
+    handle: &DriverHandle,
+    interactive: bool,
+    mut show: impl FnMut(&Record),
+) -> Report {
+    tokio::pin!(run);
+    let mut prompt = LinePrompt::new(interactive);
+    let mut report = None;
+    let mut channel_open = true;
+    while report.is_none() || channel_open {
+        tokio::select! {
+            r = &mut run, if report.is_none() => report = Some(r),
+            rec = rx.recv(), if channel_open => match rec {
+                Some(record) => {
+                    show(&record);
+                    prompt.record(&record, handle);
+                }
+                None => channel_open = false,
+            },
+        }
+    }
+    report.expect("the loop ends with a report")
 }
 
 /// The summary line and the servers left out (not under `--json`); the exit code.

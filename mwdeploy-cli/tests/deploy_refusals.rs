@@ -12,14 +12,6 @@ mod support;
 use support::*;
 use testfleet::{write_stamp, Fault, Fleet, Layout, LoadOptions, INITIAL_STAMP};
 
-fn stamps(fleet: &Fleet) -> Vec<String> {
-    fleet
-        .served_stamps()
-        .into_iter()
-        .map(|(s, stamp)| stamp.unwrap_or_else(|e| panic!("{s}: {e}")))
-        .collect()
-}
-
 /// The journals in the fleet's state dir.
 fn journal_count(fleet: &Fleet) -> usize {
     std::fs::read_dir(mwdeploy_core::journal::dir(&fleet.state_dir()))

@@ -34,14 +34,6 @@ fn steps<'a>(lines: &'a [Value], step: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-fn stamps(fleet: &testfleet::Fleet) -> Vec<String> {
-    fleet
-        .served_stamps()
-        .into_iter()
-        .map(|(s, stamp)| stamp.unwrap_or_else(|e| panic!("{s}: {e}")))
-        .collect()
-}
-
 #[test]
 fn a_core_pull_reaches_every_server_with_its_commits_recorded_and_l10n_rebuilt() {
     let fleet = fleet(2, Layout::Releases, 60);

@@ -62,14 +62,6 @@ fn all_pooled(fleet: &Fleet) -> bool {
         .all(|p| p.server_states().unwrap().iter().all(|s| s.in_pool()))
 }
 
-fn stamps(fleet: &Fleet) -> Vec<String> {
-    fleet
-        .served_stamps()
-        .into_iter()
-        .map(|(s, stamp)| stamp.unwrap_or_else(|e| panic!("{s}: not one whole release: {e}")))
-        .collect()
-}
-
 /// Runs `recover` and checks the fleet is whole; then a second run does nothing.
 fn recover_and_check(fleet: &Fleet, config: &Path, case: &str, stamps_ok: &[&str]) {
     let o = mwdeploy(config, &["recover"]);

@@ -8,14 +8,6 @@ mod support;
 use support::*;
 use testfleet::{write_stamp, Fleet, Layout, LoadOptions};
 
-fn stamps(fleet: &Fleet) -> Vec<String> {
-    fleet
-        .served_stamps()
-        .into_iter()
-        .map(|(s, stamp)| stamp.unwrap_or_else(|e| panic!("{s}: {e}")))
-        .collect()
-}
-
 /// Deploys staging with stamp `stamp` to every server; returns the release id.
 fn deploy(fleet: &Fleet, config: &std::path::Path, stamp: &str) -> String {
     write_stamp(fleet.staging().path(), stamp).unwrap();

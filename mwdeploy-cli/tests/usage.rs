@@ -135,15 +135,25 @@ fn usage_error(o: &Output, parts: &[&str]) {
 }
 
 #[test]
-fn no_arguments_print_a_hint_and_exit_0() {
-    let o = bare(&[]);
+fn no_deploy_flag_shows_the_latest_deploy_of_the_config_s_state_dir() {
+    // Without a terminal: a summary; with no deploy journaled yet, it says so.
+    let d = Dir::new(CONFIG);
+    let o = d.run(&[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
-    assert_eq!(out.lines().count(), 1, "{out}");
-    assert!(out.contains("--help"), "{out}");
-    // -C alone is no deploy either, and needs no config to exist.
+    assert!(
+        out.contains("no deploy in") && out.contains("--help"),
+        "{out}"
+    );
+    assert!(!d.0.join("state").join("lock").exists(), "nothing locked");
+    // It needs the config to find the state dir.
     let o = bare(&["-C", "/nonexistent/config.yaml"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/nonexistent/config.yaml: cannot read the config"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

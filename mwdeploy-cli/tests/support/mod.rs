@@ -113,3 +113,13 @@ pub(crate) fn proxy_command(fleet: &Fleet, i: usize, command: &str) {
         .unwrap_or_else(|e| panic!("{command}: {e}"));
     assert!(answer.trim().is_empty(), "{command}: {answer}");
 }
+
+/// The release stamp each server serves, mw1 first; a server that does not serve one whole
+/// release (a page from two releases, or no page) fails the test.
+pub(crate) fn stamps(fleet: &Fleet) -> Vec<String> {
+    fleet
+        .served_stamps()
+        .into_iter()
+        .map(|(s, stamp)| stamp.unwrap_or_else(|e| panic!("{s}: not one whole release: {e}")))
+        .collect()
+}
