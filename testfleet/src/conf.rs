@@ -136,7 +136,8 @@ pub(crate) fn php_fpm_conf(site: &Site) -> String {
          pm.max_children = 8\n\
          pm.process_idle_timeout = 30s\n\
          catch_workers_output = yes\n\
-         php_admin_value[opcache.enable] = 1\n\
+         ; opcache is on in php.ini (Debian's default); a pool can only turn it off, and\n\
+         ; setting it here logged a PHP Warning at every worker start (error-gate noise).\n\
          php_admin_value[opcache.validate_timestamps] = 0\n\
          php_admin_value[opcache.file_update_protection] = 0\n\
          php_admin_value[error_log] = {errors}\n\
