@@ -461,6 +461,8 @@ impl Fleet {
         };
         for site in self.sites() {
             write(site.fpm_conf(), php_fpm_conf(site))?;
+            // As on a server: the PHP error log exists, empty, before the first error.
+            write(site.php_error_log(), String::new())?;
             let script = site.dir.join("reload-php-fpm");
             write(script.clone(), reload_script(site))?;
             fs::set_permissions(&script, fs::Permissions::from_mode(0o755))
