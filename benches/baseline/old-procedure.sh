@@ -75,6 +75,27 @@ if [ -z "$staging" ] || [ -z "$vhost" ] || [ -z "$identity" ] || [ -z "$control_
     || [ ${#servers[@]} -eq 0 ]; then
     usage
 fi
+# The steps below reach remote shells as strings, as the old tool's did: every value that
+# goes into one is checked first, so no name or path can carry shell syntax.
+safe() { # safe WHAT VALUE PATTERN
+    [[ $2 =~ $3 ]] || { echo "old-procedure.sh: bad $1: ${2@Q}" >&2; exit 2; }
+}
+name_re='^[A-Za-z0-9][A-Za-z0-9._-]*$'
+path_re='^/[A-Za-z0-9._/-]*$'
+safe backend "$backend" "$name_re"
+safe user "$user" "$name_re"
+safe vhost "$vhost" "$name_re"
+for p in ${proxies[@]+"${proxies[@]}"}; do
+    IFS=, read -r name host port socket <<<"$p"
+    safe "proxy name" "$name" "$name_re"; safe "proxy host" "$host" "$name_re"
+    safe "proxy port" "$port" '^[0-9]+$'; safe "proxy socket" "$socket" "$path_re"
+done
+for s in "${servers[@]}"; do
+    IFS=, read -r name host port live url <<<"$s"
+    safe "server name" "$name" "$name_re"; safe "server host" "$host" "$name_re"
+    safe "server port" "$port" '^[0-9]+$'; safe "live path" "$live" "$path_re"
+    safe "canary url" "$url" '^https?://[A-Za-z0-9._:/-]+$'
+done
 mkdir -p "$control_dir"
 
 # The old tool's ssh options.

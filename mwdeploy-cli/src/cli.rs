@@ -418,7 +418,7 @@ pub(crate) struct RollbackArgs {
     #[arg(long)]
     pub(crate) json: bool,
 
-    /// Plain lines (the default for this command).
+    /// Plain lines instead of the dashboard (they are the default without a terminal).
     #[arg(long)]
     pub(crate) no_tui: bool,
 }

@@ -89,8 +89,11 @@ pub(crate) fn run<W: Write>(
     let id = new_id("rollback");
     let output = if args.json {
         OutputMode::Json
-    } else {
+    } else if args.no_tui {
         OutputMode::Plain
+    } else {
+        // The dashboard on a terminal, plain lines otherwise (as a deploy).
+        OutputMode::Dashboard
     };
     let runtime = crate::ops::runtime()?;
     runtime.block_on(async {
