@@ -319,6 +319,12 @@ pub(crate) struct RolloutConfig {
     pub(crate) drain_timeout: Duration,
     /// Deadline of a repool, until the balancer serves the server.
     pub(crate) repool_timeout: Duration,
+    /// Deadline of a copy ahead (release layout).
+    pub(crate) copy_timeout: Duration,
+    /// Deadline of a release switch, or of the in-place copy.
+    pub(crate) activate_timeout: Duration,
+    /// Deadline of one hook point.
+    pub(crate) hook_timeout: Duration,
 }
 
 /// `webhooks:`: each `None` when missing or empty.
@@ -477,11 +483,14 @@ impl Config {
             .map(|g| ErrorGatePolicy::new(g.window, g.on_unknown))
     }
 
-    /// Step deadlines: the engine's defaults, with `drain_timeout` and `repool_timeout`.
+    /// Step deadlines: the engine's defaults, with the config's `rollout.*_timeout` keys.
     pub(crate) fn step_timeouts(&self) -> StepTimeouts {
         let mut t = StepTimeouts::default();
         t.depool = self.rollout.drain_timeout;
         t.repool = self.rollout.repool_timeout;
+        t.copy = self.rollout.copy_timeout;
+        t.activate = self.rollout.activate_timeout;
+        t.hook = self.rollout.hook_timeout;
         t
     }
 
