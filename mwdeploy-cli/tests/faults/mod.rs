@@ -28,6 +28,11 @@ pub(crate) type Action = Box<dyn Fn(&Ctx) + Send + Sync>;
 /// Which journal record a trigger waits for.
 pub(crate) type When = Box<dyn Fn(&Value) -> bool + Send + Sync>;
 
+/// A case's change to the config text: `(ctx, stamp of the case's release, text)`.
+pub(crate) type Edit = Box<dyn Fn(&Ctx, &str, String) -> String>;
+/// A case's check that its step happened, on the deploy's journal.
+pub(crate) type Exercised = Box<dyn Fn(&[Value]) -> Result<(), String>>;
+
 /// One row of the matrix.
 pub(crate) struct Case {
     /// Short name: `<step>_<fault>`.
@@ -39,7 +44,7 @@ pub(crate) struct Case {
     /// `--on-failure` value.
     pub(crate) on_failure: &'static str,
     /// Changes to the fleet's config text.
-    pub(crate) edit: Box<dyn Fn(&Ctx, &str, String) -> String>,
+    pub(crate) edit: Edit,
     /// Done before the deploy starts.
     pub(crate) before: Option<Action>,
     /// Done once, when the first journal record `When` accepts is written.
@@ -50,7 +55,7 @@ pub(crate) struct Case {
     /// is written, then `recover`.
     pub(crate) kill_at: Option<f64>,
     /// Checks the journal shows the step was really exercised.
-    pub(crate) exercised: Box<dyn Fn(&[Value]) -> Result<(), String>>,
+    pub(crate) exercised: Exercised,
     /// Final `server_state` of each server and the exit code expected.
     pub(crate) expect: Expect,
 }
@@ -114,7 +119,10 @@ impl Case {
         self.kill_at = Some(k);
         self
     }
-    pub(crate) fn exercised(mut self, f: impl Fn(&[Value]) -> Result<(), String> + 'static) -> Case {
+    pub(crate) fn exercised(
+        mut self,
+        f: impl Fn(&[Value]) -> Result<(), String> + 'static,
+    ) -> Case {
         self.exercised = Box::new(f);
         self
     }
@@ -198,25 +206,21 @@ impl<'a> Ctx<'a> {
         self.freeze(process_tree(pid));
     }
 
-    /// Server `i`'s ssh cut as when its host drops off the network: the listening sshd is
-    /// stopped, its sessions killed first (so no session it forks while stopping survives
-    /// the fault, and multiplexed connections die with it), then `Fault::SshDown`.
+    /// Server `i`'s ssh cut as when its host drops off the network: `Fault::SshDown`, then
+    /// every process still holding a TCP socket on its ssh port (the server side of
+    /// sessions, multiplexed masters included, one forked while sshd was stopping) is
+    /// killed by pid, so no connection outlives the cut.
     pub(crate) fn cut_ssh(&self, i: usize) {
-        let pidfile = self.fleet.servers()[i].dir().join("sshd.pid");
-        let pid: u32 = std::fs::read_to_string(&pidfile)
-            .unwrap_or_else(|e| panic!("{}: {e}", pidfile.display()))
-            .trim()
-            .parse()
-            .unwrap();
-        let sig = |s: &str, p: u32| {
-            let _ = Command::new("kill").args([s, &p.to_string()]).status();
-        };
-        sig("-STOP", pid);
-        for p in process_tree(pid).into_iter().skip(1) {
-            sig("-KILL", p);
-        }
-        sig("-CONT", pid);
         self.inject(Fault::SshDown(i));
+        let port = self.fleet.servers()[i].ssh_port();
+        for _ in 0..2 {
+            for pid in socket_owners(port) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// `chattr +i path` (undone by `heal`).
@@ -255,6 +259,48 @@ impl<'a> Ctx<'a> {
         self.silent.lock().unwrap().clear();
         self.held.lock().unwrap().clear();
     }
+}
+
+/// Processes (not this one) holding a TCP socket whose local port is `port`.
+fn socket_owners(port: u16) -> Vec<u32> {
+    let mut inodes = std::collections::BTreeSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let t = std::fs::read_to_string(table).unwrap_or_default();
+        for l in t.lines().skip(1) {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let local_port = f
+                .get(1)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port) {
+                if let Some(inode) = f.get(9).filter(|i| **i != "0") {
+                    inodes.insert(format!("socket:[{inode}]"));
+                }
+            }
+        }
+    }
+    let me = std::process::id();
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let holds = std::fs::read_dir(e.path().join("fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| {
+                std::fs::read_link(fd.path())
+                    .is_ok_and(|l| inodes.contains(l.to_string_lossy().as_ref()))
+            });
+        if holds {
+            pids.push(pid);
+        }
+    }
+    pids
 }
 
 /// `pid` and every process under it (from /proc).
@@ -297,10 +343,7 @@ pub(crate) fn edit_server(y: &str, server: &str, f: impl FnOnce(&str) -> String)
 /// Adds an argv to `server`'s `post_activate` hooks (after its php-fpm reload).
 pub(crate) fn add_post_activate(y: &str, server: &str, argv: &[&str]) -> String {
     edit_server(y, server, |s| {
-        format!(
-            "{s}        - {}\n",
-            serde_json::to_string(&argv).unwrap()
-        )
+        format!("{s}        - {}\n", serde_json::to_string(&argv).unwrap())
     })
 }
 
@@ -485,21 +528,32 @@ pub(crate) fn run_case(ctx: &Ctx, n: usize, case: &Case, baseline: usize) -> Out
     let config = {
         use std::os::unix::fs::PermissionsExt;
         let path = fleet.root().join(format!("fault-{}.yaml", case.name));
-        let y = fleet.config_yaml(ctx.layout);
+        // Failing canaries fail fast: 2 s a try, 2 tries (cases may change it again).
+        let y = canary(&fleet.config_yaml(ctx.layout), "2s", 2);
         std::fs::write(&path, (case.edit)(ctx, &stamp, y)).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         path
     };
     write_stamp(fleet.staging().path(), &stamp).unwrap();
     let load = fleet
-        .start_load(LoadOptions::default().timeout(Duration::from_secs(8)))
+        .start_load(
+            LoadOptions::default()
+                .pause(Duration::from_millis(20))
+                .timeout(Duration::from_secs(8)),
+        )
         .unwrap();
     let pool = fleet.start_pool_monitor(Duration::from_millis(10));
     if let Some(b) = &case.before {
         b(ctx);
     }
 
-    let mut args = vec!["--rsync", "--rollout", "--no-tui", "--on-failure", case.on_failure];
+    let mut args = vec![
+        "--rsync",
+        "--rollout",
+        "--no-tui",
+        "--on-failure",
+        case.on_failure,
+    ];
     args.extend(case.args.iter().copied());
     let child = Command::new(BIN)
         .arg("-C")
@@ -519,7 +573,8 @@ pub(crate) fn run_case(ctx: &Ctx, n: usize, case: &Case, baseline: usize) -> Out
         let watcher = s.spawn(|| {
             let mut fired = vec![false; triggers.len()];
             let mut kill_done = false;
-            let kill_at = kill_frac.map(|f| ((baseline as f64 * f) as usize).clamp(1, baseline.max(2) - 1));
+            let kill_at =
+                kill_frac.map(|f| ((baseline as f64 * f) as usize).clamp(1, baseline.max(2) - 1));
             loop {
                 let finished = done.load(Ordering::SeqCst);
                 let lines = journal_files(fleet)
@@ -535,7 +590,7 @@ pub(crate) fn run_case(ctx: &Ctx, n: usize, case: &Case, baseline: usize) -> Out
                     }
                 }
                 for (i, (when, then)) in triggers.iter().enumerate() {
-                    if !fired[i] && lines.iter().any(|r| when(r)) {
+                    if !fired[i] && lines.iter().any(when) {
                         fired[i] = true;
                         then(ctx);
                     }
@@ -783,10 +838,22 @@ pub(crate) fn run_matrix(fleet: &Fleet, layout: Layout, cases: &[Case]) {
         .ok()
         .map(|v| v.split(',').map(str::to_string).collect());
     for (n, case) in cases.iter().enumerate() {
-        if n > 0 && only.as_ref().is_some_and(|o| !o.iter().any(|x| x == case.name)) {
+        if n > 0
+            && only
+                .as_ref()
+                .is_some_and(|o| !o.iter().any(|x| x == case.name))
+        {
             continue;
         }
         let o = run_case(&ctx, n, case, baseline);
+        // Each case's output and journal, kept for reading after the run.
+        let logs = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fault-matrix");
+        let _ = std::fs::create_dir_all(&logs);
+        let mut log = format!("{}\n{}\n--- journal:\n", o.problems.join("\n"), o.output);
+        for r in &o.journal {
+            log.push_str(&format!("{r}\n"));
+        }
+        let _ = std::fs::write(logs.join(format!("{}.log", o.name.replace('/', "-"))), log);
         if n == 0 {
             // The first case is a clean deploy: its journal sizes the kill points.
             baseline = o.records;
@@ -798,7 +865,11 @@ pub(crate) fn run_matrix(fleet: &Fleet, layout: Layout, cases: &[Case]) {
             o.exit,
             o.states,
             o.records,
-            if o.problems.is_empty() { "" } else { "  FAILED" }
+            if o.problems.is_empty() {
+                ""
+            } else {
+                "  FAILED"
+            }
         );
         results.push(o);
     }
@@ -832,4 +903,3 @@ pub(crate) fn run_matrix(fleet: &Fleet, layout: Layout, cases: &[Case]) {
         panic!("{msg}");
     }
 }
-
