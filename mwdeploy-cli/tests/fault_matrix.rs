@@ -193,8 +193,8 @@ fn cases(layout: Layout) -> Vec<Case> {
             .on_failure("continue")
             .edit(|_, stamp, y| {
                 rollout(
-                    &hook_on_new_release(&y, stamp, "sleep 8"),
-                    "  hook_timeout: \"1s\"\n",
+                    &hook_on_new_release(&y, stamp, "sleep 20"),
+                    "  hook_timeout: \"3s\"\n",
                 )
             })
             .exercised(mw1_failed_with_detail),
@@ -378,11 +378,15 @@ fn cases(layout: Layout) -> Vec<Case> {
     v
 }
 
+/// An error gate on `log` counting the warnings `Fault::PageWarning` makes. Not "PHP
+/// Warning" alone: testfleet's php-fpm logs "PHP Warning:  Zend OPcache can't be temporary
+/// enabled" each time it starts a worker (`php_admin_value[opcache.enable]` in its pool
+/// config), which would fail a gate at random.
 fn error_gate(y: &str, log: &std::path::Path) -> String {
     y.replacen(
         "canary:\n",
         &format!(
-            "canary:\n  error_gate:\n    log_file: \"{}\"\n    pattern: \"PHP Warning\"\n    \
+            "canary:\n  error_gate:\n    log_file: \"{}\"\n    pattern: \"PHP Warning: +testfleet injected\"\n    \
              threshold: 1\n    window: \"2s\"\n    on_unknown: \"fail\"\n",
             log.display()
         ),

@@ -635,6 +635,15 @@ pub(crate) fn run_case(ctx: &Ctx, n: usize, case: &Case, baseline: usize) -> Out
         ));
         exit = o.status.code();
     }
+    if case.step == "error gate" {
+        // What the gate read: the end of mw1's PHP error log.
+        let log = std::fs::read_to_string(fleet.servers()[0].php_error_log()).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(6).collect();
+        output.push_str(&format!(
+            "--- mw1's php error log, last lines (newest first):\n{}\n",
+            tail.join("\n")
+        ));
+    }
     // What froze a proxy or a server goes on, so the fleet can be read; faults that
     // keep a server out (php-fpm down, a proxy down) stay until the check is done.
     ctx.heal();
