@@ -115,7 +115,14 @@ fn cases(layout: Layout) -> Vec<Case> {
             .on_failure("continue")
             .edit(|_, _, y| rollout(&y, "  drain_timeout: \"1s\"\n"))
             .before(hold_sessions)
-            .exercised(|l| has(l, "mw1 depooling", |r| is_state(r, "mw1", "depooling")))
+            .exercised(|l| {
+                has(l, "a drain of mw1 past drain_timeout", |r| {
+                    is_event(r, "progress", "mw1")
+                        && r["line"]
+                            .as_str()
+                            .is_some_and(|t| t.contains("drain timeout"))
+                })
+            })
             .expect(0, &[("mw1", "done"), ("mw2", "done")]),
         Case::new("depool_hang", "depool")
             .edit(|_, _, y| rollout(&y, "  drain_timeout: \"2s\"\n  repool_timeout: \"2s\"\n"))
