@@ -278,9 +278,10 @@ fn cases(layout: Layout) -> Vec<Case> {
         // mw1's page fails while it is out but its canary asks mw2: the canary passes,
         // HAProxy's checks never see mw1 healthy, so the repool must time out and mw1 be
         // kept out and reported.
-        // KNOWN FAILURE (RELIABILITY.md): the repool is confirmed at once from HAProxy's
-        // pre-maintenance UP state; mw1 is reported done, goes DOWN a second later while
-        // mw2 is depooled: two out, the backend empty, failed requests.
+        // KNOWN FAILURE (RELIABILITY.md): the repool forces HAProxy's health UP
+        // (`health up` in mwdeploy-haproxy's repool_on) and is confirmed at once; mw1 is
+        // reported done, goes DOWN a second later while mw2 is depooled: two out, the
+        // backend empty, failed requests.
         Case::new("repool_timeout", "repool")
             .on_failure("continue")
             .edit(|c, _, y| {
