@@ -322,6 +322,12 @@ pub(crate) struct RolloutConfig {
     pub(crate) drain_timeout: Duration,
     /// Deadline of a repool, until the balancer serves the server.
     pub(crate) repool_timeout: Duration,
+    /// Deadline of a copy ahead (release layout).
+    pub(crate) copy_timeout: Duration,
+    /// Deadline of a release switch, or of the in-place copy.
+    pub(crate) activate_timeout: Duration,
+    /// Deadline of one hook point.
+    pub(crate) hook_timeout: Duration,
 }
 
 /// `webhooks:`: each `None` when missing or empty.
@@ -480,7 +486,7 @@ impl Config {
             .map(|g| ErrorGatePolicy::new(g.window, g.on_unknown))
     }
 
-    /// Step deadlines: the engine's defaults, with `drain_timeout` and `repool_timeout`.
+    /// Step deadlines: the engine's defaults, with the config's `rollout.*_timeout` keys.
     pub(crate) fn step_timeouts(&self) -> StepTimeouts {
         let mut t = StepTimeouts::default();
         // drain_timeout bounds the wait for sessions, after which the adapter still puts
@@ -488,6 +494,9 @@ impl Config {
         // proxies' confirmation, or a busy server would fail at exactly drain_timeout.
         t.depool = self.rollout.drain_timeout + DEPOOL_MARGIN;
         t.repool = self.rollout.repool_timeout + DEPOOL_MARGIN;
+        t.copy = self.rollout.copy_timeout;
+        t.activate = self.rollout.activate_timeout;
+        t.hook = self.rollout.hook_timeout;
         t
     }
 

@@ -821,6 +821,26 @@ impl Checker<'_> {
             Duration::from_secs(30),
             true,
         );
+        // The engine's own defaults when missing (StepTimeouts::default()).
+        let engine = mwdeploy_core::plan::StepTimeouts::default();
+        let copy_timeout = self.dur(
+            "rollout.copy_timeout",
+            rr.copy_timeout.as_ref(),
+            engine.copy,
+            true,
+        );
+        let activate_timeout = self.dur(
+            "rollout.activate_timeout",
+            rr.activate_timeout.as_ref(),
+            engine.activate,
+            true,
+        );
+        let hook_timeout = self.dur(
+            "rollout.hook_timeout",
+            rr.hook_timeout.as_ref(),
+            engine.hook,
+            true,
+        );
 
         // hooks and commands
         let mut global_hooks = Hooks::default();
@@ -964,6 +984,9 @@ impl Checker<'_> {
                 on_failure: rr.on_failure.unwrap_or(OnFailure::Prompt),
                 drain_timeout,
                 repool_timeout,
+                copy_timeout,
+                activate_timeout,
+                hook_timeout,
             },
             hooks: global_hooks,
             l10n_command,

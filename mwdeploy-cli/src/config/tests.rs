@@ -82,6 +82,12 @@ fn a_minimal_config_gets_the_contract_s_defaults() {
     assert_eq!(r.on_failure, OnFailure::Prompt);
     assert_eq!(r.drain_timeout, Duration::from_secs(30));
     assert_eq!(r.repool_timeout, Duration::from_secs(30));
+    // Missing step deadlines keep the engine's defaults.
+    let engine = mwdeploy_core::plan::StepTimeouts::default();
+    assert_eq!(
+        (r.copy_timeout, r.activate_timeout, r.hook_timeout),
+        (engine.copy, engine.activate, engine.hook)
+    );
     assert_eq!(
         c.l10n_command.as_ref().unwrap()[4],
         "{prod_path}/scripts/mwscript.php"
@@ -160,6 +166,9 @@ rollout:
   on_failure: continue
   drain_timeout: 45s
   repool_timeout: 10s
+  copy_timeout: 20m
+  activate_timeout: 5m
+  hook_timeout: 90s
 hooks:
   post_activate: [["sudo", "systemctl", "reload", "php8.2-fpm"]]
   post_repool: [["logger", "deployed {release} to {server}"]]
@@ -265,6 +274,9 @@ webhooks:
     // The steps' deadlines leave the adapter room past its own waits.
     assert_eq!(p.timeouts.depool, Duration::from_secs(45 + 20));
     assert_eq!(p.timeouts.repool, Duration::from_secs(10 + 20));
+    assert_eq!(p.timeouts.copy, Duration::from_secs(1200));
+    assert_eq!(p.timeouts.activate, Duration::from_secs(300));
+    assert_eq!(p.timeouts.hook, Duration::from_secs(90));
     assert_eq!(p.error_gate.unwrap().window, Duration::from_secs(20));
     let ssh = c.ssh_defaults();
     assert_eq!(ssh.user, "deployer");
