@@ -294,8 +294,10 @@ impl Fleet {
     fn stop_sshd(&self, i: usize) {
         let d = self.lock().sshd[i].take();
         if let Some(mut d) = d {
-            // Its sessions (multiplexed connections included) go with it, as when a host dies.
-            stop_all(vec![(&mut d, "TERM")], GRACE);
+            // Its sessions (multiplexed connections included) go with it, as when a host
+            // dies. Frozen first: a session it forked after its tree was read would live on.
+            sys::freeze(d.pid());
+            stop_all(vec![(&mut d, "KILL")], Duration::ZERO);
         }
         self.record_pids();
     }

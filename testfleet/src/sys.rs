@@ -200,6 +200,15 @@ pub(crate) fn proc_id(pid: u32) -> Option<ProcId> {
     })
 }
 
+/// Stops `pid` (SIGSTOP) and waits until it is stopped: a listener then forks nothing
+/// more, so the tree read next is all of it.
+pub(crate) fn freeze(pid: u32) {
+    signal(&[pid], "STOP");
+    wait_until(Duration::from_secs(2), Duration::from_millis(1), || {
+        stat(pid).is_none_or(|s| matches!(s.state, 'T' | 't' | 'Z' | 'X'))
+    });
+}
+
 /// Whether that very process still runs (not a zombie, not a new process with its pid).
 pub(crate) fn is_running(p: ProcId) -> bool {
     proc_id(p.pid) == Some(p)

@@ -206,21 +206,18 @@ impl<'a> Ctx<'a> {
         self.freeze(process_tree(pid));
     }
 
-    /// Server `i`'s ssh cut as when its host drops off the network: `Fault::SshDown`, then
-    /// every process still holding a TCP socket on its ssh port (the server side of
-    /// sessions, multiplexed masters included, one forked while sshd was stopping) is
-    /// killed by pid, so no connection outlives the cut.
+    /// Server `i`'s ssh cut as when its host drops off the network: `Fault::SshDown`.
+    /// No process may still hold a socket on its ssh port afterwards (the server side of
+    /// a session, a multiplexed master's included): a connection that outlived the cut
+    /// would let the deploy go on as if nothing happened.
     pub(crate) fn cut_ssh(&self, i: usize) {
         self.inject(Fault::SshDown(i));
         let port = self.fleet.servers()[i].ssh_port();
-        for _ in 0..2 {
-            for pid in socket_owners(port) {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let left = socket_owners(port);
+        assert!(
+            left.is_empty(),
+            "Fault::SshDown({i}) left processes {left:?} with a socket on ssh port {port}"
+        );
     }
 
     /// `chattr +i path` (undone by `heal`).
