@@ -26,12 +26,17 @@ impl Fleet {
              PrintMotd no\n\
              MaxStartups 100:30:200\n\
              MaxSessions 100\n\
-             Subsystem sftp internal-sftp\n",
+             Subsystem sftp internal-sftp\n\
+             SetEnv HOME={home}\n",
             name = s.name(),
             port = s.ssh_port,
             key = host_key.display(),
             dir = s.site.dir.display(),
             authorized = self.client_key().with_extension("pub").display(),
+            // A deploy account's home of its own: sessions would otherwise run this
+            // machine's ~/.bashrc (bash reads it for sshd's commands), whose tools
+            // (pyenv here) cost a third of a second on every remote command.
+            home = s.home().display(),
         )
     }
 

@@ -469,6 +469,7 @@ impl Fleet {
                 .context(|| format!("setting the mode of {}", script.display()))?;
         }
         for s in &self.servers {
+            fs::create_dir_all(s.home()).context(|| format!("creating {}", s.home().display()))?;
             write(s.sshd_config(false), self.sshd_conf(s, &s.host_key()))?;
             write(
                 s.sshd_config(true),

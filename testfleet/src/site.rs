@@ -214,6 +214,11 @@ impl Server {
     pub(crate) fn host_key(&self) -> PathBuf {
         self.site.dir.join("ssh_host_ed25519_key")
     }
+    /// The home of the account ssh sessions run as (`HOME` in them).
+    pub fn home(&self) -> PathBuf {
+        self.site.dir.join("home")
+    }
+
     pub(crate) fn changed_host_key(&self) -> PathBuf {
         self.site.dir.join("ssh_host_ed25519_key.changed")
     }

@@ -75,6 +75,14 @@ async fn ssh_commands_arrive_byte_exact_reuse_one_connection_and_refuse_bad_host
     assert_eq!(&got[..hostile.len()], &hostile[..]);
     assert_eq!(got[hostile.len()], "", "nothing after the last argument");
 
+    // Sessions run in the server's own deploy home, not this machine's (whose
+    // ~/.bashrc would run on every command).
+    let home = mw1
+        .run_ok(&Cmd::new(["sh", "-c", "printf %s \"$HOME\""]))
+        .await
+        .unwrap();
+    assert_eq!(home.stdout, fleet.servers()[0].home().display().to_string());
+
     // Lines end at \r too, over ssh as locally.
     let mut lines = Vec::new();
     mw1.run(
