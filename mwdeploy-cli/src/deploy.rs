@@ -26,7 +26,7 @@ use std::sync::Arc;
 use mwdeploy_core::driver::Ports;
 use mwdeploy_core::event::PrepStatus;
 use mwdeploy_core::exec::Hosts;
-use mwdeploy_core::ports::PoolControl;
+use mwdeploy_core::ports::{PoolControl, Transfer};
 use mwdeploy_core::{Event, Layout, ReleaseId, Server};
 use mwdeploy_rsync::{DeployInfo, RsyncConfig, RsyncTransfer, Scope as TransferScope, TreePath};
 
@@ -37,6 +37,7 @@ use crate::output::Output;
 use crate::prepare::{self, Prep, Stopped};
 use crate::request::{DeployRequest, SyncScope};
 use crate::session::{new_id, take_lock, Session};
+use crate::warm::WarmAhead;
 
 /// Runs the deploy `req` asks for; returns the exit code (0, 1, 3 or 130).
 pub(crate) fn run<W: Write>(req: &DeployRequest, out: &mut Output<W>) -> Result<i32, CliError> {
@@ -139,11 +140,15 @@ async fn deploy<W: Write>(
             });
         }
     };
-    let transfer = Arc::new(
+    let mut transfer: Arc<dyn Transfer> = Arc::new(
         RsyncTransfer::new(rsync.clone(), hosts.clone(), scope.info)
             .and_then(|t| t.with_scope(scope.fleet))
             .map_err(|e| CliError::Usage(format!("rsync: {e}")))?,
     );
+    if plan.layout == Layout::Inplace {
+        // Its first command follows the depool: the handshake is better paid before.
+        transfer = Arc::new(WarmAhead::new(transfer, hosts.clone(), &plan));
+    }
 
     let notifier = notifier(
         config,

@@ -65,6 +65,7 @@ mod simulate;
 mod staging;
 mod tui;
 mod viewer;
+mod warm;
 
 use std::ffi::OsString;
 

@@ -332,6 +332,8 @@ pub struct SshRunner {
     target: SshTarget,
     control: Arc<ControlDir>,
     base_args: Vec<String>,
+    /// Whether the shared connection was opened (see [`SshRunner::connect`]).
+    opened: tokio::sync::Mutex<bool>,
 }
 
 impl SshRunner {
@@ -382,7 +384,33 @@ impl SshRunner {
             target,
             control,
             base_args: args,
+            opened: tokio::sync::Mutex::new(false),
         })
+    }
+
+    /// Opens the shared connection unless this runner opened it already (`true`, run
+    /// through it). Commands started at once then share one connection instead of each
+    /// racing to become its master, and a caller can open it before it is needed (the
+    /// handshake then costs nothing while a server is out of the pool). ssh's own
+    /// failure (exit 255: refused, unreachable, host key) is returned as its `Output`.
+    pub async fn connect(&self) -> Result<Option<Output>, ExecError> {
+        let mut opened = self.opened.lock().await;
+        if *opened {
+            return Ok(None);
+        }
+        let out = self.spawn(&Cmd::new(["true"]), &mut |_, _| {}).await?;
+        if out.code == Some(255) {
+            return Ok(Some(out));
+        }
+        *opened = true;
+        Ok(None)
+    }
+
+    async fn spawn(&self, cmd: &Cmd, on_line: &mut OnLine<'_>) -> Result<Output, ExecError> {
+        let argv = self.ssh_argv(cmd);
+        let mut c = tokio::process::Command::new(&argv[0]);
+        c.args(&argv[1..]);
+        spawn_and_stream(c, &self.host(), "ssh", cmd.stdin.as_deref(), on_line).await
     }
 
     /// The ssh argv that runs `cmd` (for logs, dry runs and tests).
@@ -397,6 +425,7 @@ impl SshRunner {
 
     /// Closes the shared connection (`ssh -O exit`), if one is open.
     pub async fn close(&self) {
+        *self.opened.lock().await = false;
         let mut c = tokio::process::Command::new("ssh");
         c.args(&self.base_args)
             .args(["-O", "exit", "--", &self.target.host])
@@ -424,10 +453,11 @@ impl CommandRunner for SshRunner {
         if cmd.argv.is_empty() {
             return Err(ExecError::Empty);
         }
-        let argv = self.ssh_argv(cmd);
-        let mut c = tokio::process::Command::new(&argv[0]);
-        c.args(&argv[1..]);
-        spawn_and_stream(c, &self.host(), "ssh", cmd.stdin.as_deref(), on_line).await
+        // Not reachable: the command would fail the same way, after as long a wait.
+        if let Some(failed) = self.connect().await? {
+            return Ok(failed);
+        }
+        self.spawn(cmd, on_line).await
     }
 
     fn host(&self) -> String {

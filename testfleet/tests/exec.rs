@@ -162,3 +162,48 @@ async fn a_host_that_never_answers_fails_within_the_connect_timeout() {
     );
     drop(silent);
 }
+
+/// `Accepted publickey` lines in server `k`'s sshd log: connections it accepted.
+fn accepted(fleet: &Fleet, k: usize) -> usize {
+    std::fs::read_to_string(fleet.servers()[k].dir().join("sshd.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("Accepted publickey"))
+        .count()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn commands_started_at_once_share_one_connection_opened_ahead() {
+    let fleet = Fleet::builder().servers(2).proxies(0).start().unwrap();
+    let control = Arc::new(ControlDir::new().unwrap());
+
+    // Eight first commands at once: one of them opens the connection, the others wait
+    // for it instead of each becoming a master of its own.
+    let mw1 = Arc::new(runner(&fleet, 0, &control));
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let r = mw1.clone();
+        set.spawn(async move { r.run_ok(&Cmd::new(["echo", &i.to_string()])).await });
+    }
+    while let Some(done) = set.join_next().await {
+        done.unwrap().unwrap();
+    }
+    assert_eq!(accepted(&fleet, 0), 1, "one connection for eight commands");
+
+    // Opened ahead of need: the command after it uses that connection.
+    let mw2 = runner(&fleet, 1, &control);
+    assert!(mw2.connect().await.unwrap().is_none());
+    assert_eq!(accepted(&fleet, 1), 1);
+    mw2.run_ok(&Cmd::new(["true"])).await.unwrap();
+    assert!(mw2.connect().await.unwrap().is_none());
+    assert_eq!(accepted(&fleet, 1), 1, "connect opens the connection once");
+    mw1.close().await;
+    mw2.close().await;
+
+    // A host that is down: connect hands back ssh's own failure.
+    fleet.inject(Fault::SshDown(1)).unwrap();
+    let failed = mw2.connect().await.unwrap().expect("ssh's failure");
+    assert_eq!(failed.code, Some(255));
+    assert!(failed.stderr.contains("Connection refused"), "{failed:?}");
+    fleet.clear(Fault::SshDown(1)).unwrap();
+}

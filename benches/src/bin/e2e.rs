@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo run --release -p mwdeploy-benches --bin e2e -- [--rounds N] [--servers 8]
-//!     [--files 20000] [--megabytes 200] [--proxies 2] [--smoke]
+//!     [--files 20000] [--megabytes 200] [--proxies 2] [--parallel 2] [--smoke]
 //! ```
 //!
 //! Two fleets of the same size and tree run side by side: one in the in-place layout (the
@@ -48,12 +48,15 @@ struct Args {
     proxies: usize,
     files: usize,
     megabytes: u64,
+    /// mwdeploy's `--parallel`: servers in flight, copies ahead included.
+    parallel: usize,
     smoke: bool,
 }
 
 const USAGE: &str =
-    "usage: e2e [--rounds N] [--servers N] [--proxies N] [--files N] [--megabytes N] [--smoke]\n\
-  defaults: 3 rounds, 8 servers, 2 proxies, 20000 files, 200 MB\n\
+    "usage: e2e [--rounds N] [--servers N] [--proxies N] [--files N] [--megabytes N] [--parallel N] [--smoke]\n\
+  defaults: 3 rounds, 8 servers, 2 proxies, 20000 files, 200 MB, mwdeploy --parallel 2\n\
+  (the release layout copies the next server while one is out; --max-unavailable stays 1)\n\
   --smoke: 2 servers, 1 proxy, 100 files, 1 MB, 1 round, a lighter load (for CI: no timing is judged)";
 
 fn parse_args() -> Result<Args, String> {
@@ -63,6 +66,7 @@ fn parse_args() -> Result<Args, String> {
         proxies: 2,
         files: 20_000,
         megabytes: 200,
+        parallel: 2,
         smoke: false,
     };
     let mut given: Vec<(String, String)> = Vec::new();
@@ -71,7 +75,7 @@ fn parse_args() -> Result<Args, String> {
         match arg.as_str() {
             "--smoke" => a.smoke = true,
             "-h" | "--help" => return Err(USAGE.to_string()),
-            "--rounds" | "--servers" | "--proxies" | "--files" | "--megabytes" => {
+            "--rounds" | "--servers" | "--proxies" | "--files" | "--megabytes" | "--parallel" => {
                 let v = it
                     .next()
                     .ok_or_else(|| format!("{arg} needs a value\n{USAGE}"))?;
@@ -94,6 +98,7 @@ fn parse_args() -> Result<Args, String> {
             "--servers" => a.servers = n as usize,
             "--proxies" => a.proxies = n as usize,
             "--files" => a.files = n as usize,
+            "--parallel" => a.parallel = n as usize,
             _ => a.megabytes = n,
         }
     }
@@ -761,7 +766,7 @@ impl Bench {
                 what,
                 "--rollout",
                 "--parallel",
-                "1",
+                &self.args.parallel.to_string(),
                 "--max-unavailable",
                 "1",
                 "--json",
@@ -798,8 +803,9 @@ impl Bench {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "### {} servers, {} proxies, tree of {} files / {} MB, {} round(s): medians\n",
-            a.servers, a.proxies, a.files, a.megabytes, a.rounds
+            "### {} servers, {} proxies, tree of {} files / {} MB, {} round(s), \
+             mwdeploy --parallel {} --max-unavailable 1: medians\n",
+            a.servers, a.proxies, a.files, a.megabytes, a.rounds, a.parallel
         );
         let _ = writeln!(
             t,
