@@ -108,9 +108,10 @@ fn cases(layout: Layout) -> Vec<Case> {
                     is_event(r, "pool", "mw1") && r["action"] == "depool" && r["ok"] == false
                 })
             }),
-        // KNOWN FAILURE (RELIABILITY.md): the engine's depool deadline is drain_timeout
-        // itself, so a drain that runs to its timeout fails the depool instead of going
-        // on to maintenance as the operator guide says.
+        // Sessions that never end: after drain_timeout the server goes to maintenance
+        // anyway, as the operator guide says (fixed, RELIABILITY.md known failure 1: the
+        // engine's depool deadline is drain_timeout plus a margin, so the adapter's own
+        // bound decides).
         Case::new("depool_timeout", "depool")
             .on_failure("continue")
             .edit(|_, _, y| rollout(&y, "  drain_timeout: \"1s\"\n"))
@@ -277,11 +278,9 @@ fn cases(layout: Layout) -> Vec<Case> {
             }),
         // mw1's page fails while it is out but its canary asks mw2: the canary passes,
         // HAProxy's checks never see mw1 healthy, so the repool must time out and mw1 be
-        // kept out and reported.
-        // KNOWN FAILURE (RELIABILITY.md): the repool forces HAProxy's health UP
-        // (`health up` in mwdeploy-haproxy's repool_on) and is confirmed at once; mw1 is
-        // reported done, goes DOWN a second later while mw2 is depooled: two out, the
-        // backend empty, failed requests.
+        // kept out and reported (fixed, RELIABILITY.md known failure 2: the repool no
+        // longer forces HAProxy's health UP; it leaves maintenance through DRAIN and
+        // makes the server ready only once HAProxy's own check passed).
         Case::new("repool_timeout", "repool")
             .on_failure("continue")
             .edit(|c, _, y| {
@@ -301,7 +300,7 @@ fn cases(layout: Layout) -> Vec<Case> {
             .exercised(|l| has(l, "mw1 repooling", |r| is_state(r, "mw1", "repooling")))
             .expect(1, &[("mw1", "failed"), ("mw2", "skipped")]),
         // The same seen from a real failure: mw1's php-fpm dies between its passed canary
-        // and its repool. KNOWN FAILURE, as repool_timeout.
+        // and its repool: its check fails in DRAIN, it is put back in maintenance.
         Case::new("repool_server_dies", "repool")
             .edit(|_, _, y| rollout(&y, "  repool_timeout: \"3s\"\n"))
             .at(

@@ -163,9 +163,11 @@ pub enum HaproxyError {
         /// The backends looked in.
         backends: Vec<String>,
     },
-    /// After `state ready`, HAProxy did not confirm the server serving within
-    /// `repool_timeout` (it is down, or its health check has not passed since).
-    #[error("proxy {proxy}: {server} not confirmed serving {waited:?} after `state ready`: status {status:?}, check {check}")]
+    /// A repool: HAProxy did not confirm the server serving within `repool_timeout`
+    /// (it is down, or its health check has not passed since it left maintenance). It
+    /// was put back in maintenance on that proxy, unless `kept_out` is false (why is said
+    /// through the progress handle).
+    #[error("proxy {proxy}: {server} not confirmed serving {waited:?} after leaving maintenance: status {status:?}, check {check}; {}", if *kept_out { "put back in maintenance" } else { "NOT put back in maintenance" })]
     NotServing {
         /// The proxy.
         proxy: String,
@@ -177,6 +179,8 @@ pub enum HaproxyError {
         check: String,
         /// How long we waited.
         waited: Duration,
+        /// Whether it was put back in maintenance on that proxy.
+        kept_out: bool,
     },
     /// A command was accepted but the server's state did not follow.
     #[error("proxy {proxy}: {server} is {status:?} after `{command}`")]
@@ -356,6 +360,33 @@ mod tests {
         };
         assert_eq!(denied.kind(), PortErrorKind::Misconfigured);
         assert!(denied.to_string().contains("level admin"));
+    }
+
+    #[test]
+    fn a_repool_not_served_says_the_check_and_whether_it_was_kept_out() {
+        let not_serving = |kept_out| HaproxyError::NotServing {
+            proxy: "lb1".into(),
+            server: "mediawiki/mw1".into(),
+            status: "DOWN".into(),
+            check: "L7STS Layer7 wrong status".into(),
+            waited: Duration::from_secs(3),
+            kept_out,
+        };
+        let e = not_serving(true);
+        assert_eq!(e.kind(), PortErrorKind::Timeout);
+        assert_eq!(e.proxy(), Some("lb1"));
+        let text = e.to_string();
+        for part in [
+            "mediawiki/mw1",
+            "\"DOWN\"",
+            "L7STS Layer7 wrong status",
+            "after leaving maintenance",
+            "; put back in maintenance",
+        ] {
+            assert!(text.contains(part), "{part}: {text}");
+        }
+        let text = not_serving(false).to_string();
+        assert!(text.ends_with("NOT put back in maintenance"), "{text}");
     }
 
     #[test]

@@ -25,9 +25,11 @@
 //! A depool drains (`set server b/s state drain`), waits for the server's sessions to
 //! end (at most `drain_timeout`), then puts it in maintenance and reads the state back.
 //! If one proxy fails, the proxies that had changed are made ready again, so no proxy
-//! disagrees with the others. A repool makes the server ready (and forces its health UP
-//! where it was UP before the depool), then waits, at most `repool_timeout`, until
-//! HAProxy serves it.
+//! disagrees with the others. A repool takes a server with a health check out of
+//! maintenance through DRAIN (checked again, no new request), makes it ready only once
+//! HAProxy's check passed since, then waits until HAProxy serves it; all within
+//! `repool_timeout`, else it is put back in maintenance and the repool fails. Its
+//! health is never forced: the balancer's own check decides.
 //!
 //! # Modules
 //!

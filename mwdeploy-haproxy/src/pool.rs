@@ -111,9 +111,7 @@ impl HaproxyConfig {
 /// How a server was, on one proxy and backend, before mwdeploy depooled it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Before {
-    /// Its health checks said UP.
-    up: bool,
-    /// It has a health check.
+    /// It has a health check (a row in maintenance no longer shows it).
     checked: bool,
 }
 
@@ -127,9 +125,13 @@ type Key = (String, String, String);
 ///   `drain_timeout`; past it, on to maintenance, said through the progress handle),
 ///   then `state maint`, confirmed by reading the state back. If any proxy fails, the
 ///   others are made ready again and the error names the proxy that failed.
-/// - `repool`: `state ready` (and `health up` where the server was UP before the
-///   depool, so it serves without waiting for `rise` checks), then `show stat` until
-///   HAProxy serves it, at most `repool_timeout`.
+/// - `repool`: on every proxy at once, within `repool_timeout`. A server with a health
+///   check leaves maintenance through `state drain` (HAProxy checks it again, sends it
+///   no new request), is made `state ready` only once a check passed since, then
+///   confirmed served (`UP`). A server without a check gets `state ready` at once.
+///   Its health is never forced (`health up`): the balancer's own check decides. A
+///   server not confirmed in time is put back in maintenance on that proxy, and on
+///   every other proxy that served it ([`HaproxyError::NotServing`]).
 /// - `states` / `state`: from `show stat`; across proxies and backends, the least
 ///   serving state. [`HaproxyPool::status`] has the full picture.
 ///
@@ -226,14 +228,10 @@ impl HaproxyPool {
             for (p, found) in self.config.proxies.iter().zip(&located) {
                 for (backend, b) in found {
                     let key = (p.name.clone(), backend.clone(), name.to_string());
-                    // Already out (a depool again): keep what was known from before.
+                    // Already out (a depool again): keep what was known from before;
+                    // unknown, the repool asks HAProxy whether it has a check.
                     if let Some(b) = b {
                         before.insert(key, *b);
-                    } else {
-                        before.entry(key).or_insert(Before {
-                            up: false,
-                            checked: true,
-                        });
                     }
                 }
             }
@@ -255,6 +253,10 @@ impl HaproxyPool {
 
     /// Repools `server` on every proxy; see [`HaproxyPool`]. Every proxy is tried; the
     /// first failure is returned (each one is also reported through `progress`).
+    ///
+    /// When a proxy's check rejected the server ([`HaproxyError::NotServing`]), the
+    /// server is broken whatever the other proxies saw: it is put back in maintenance
+    /// on the proxies that had confirmed it too, so no proxy sends it traffic.
     pub async fn repool_server(
         &self,
         server: &Server,
@@ -268,10 +270,21 @@ impl HaproxyPool {
                 .map(|p| self.repool_on(p, name, progress)),
         )
         .await;
+        let rejected = results
+            .iter()
+            .any(|r| matches!(r, Err(HaproxyError::NotServing { .. })));
         let mut first = None;
-        for e in results.into_iter().filter_map(Result::err) {
-            progress.report(ProgressUpdate::line(format!("repool failed: {e}")));
-            first.get_or_insert(e);
+        for (proxy, result) in self.config.proxies.iter().zip(results) {
+            match result {
+                Ok(backends) if rejected => {
+                    self.take_out(proxy, name, &backends, progress).await;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    progress.report(ProgressUpdate::line(format!("repool failed: {e}")));
+                    first.get_or_insert(e);
+                }
+            }
         }
         first.map_or(Ok(()), Err)
     }
@@ -601,18 +614,10 @@ impl HaproxyPool {
             let Some(proxy) = self.config.proxies.iter().find(|p| p.name == proxy_name) else {
                 continue;
             };
-            let before = self
-                .lock_before()
-                .get(&(proxy_name.clone(), backend.clone(), server.to_string()))
-                .copied();
-            let mut result = self
+            // Its health is left to HAProxy's checks, never forced.
+            let result = self
                 .set(proxy, &format!("set server {backend}/{server} state ready"))
                 .await;
-            if result.is_ok() && before.is_some_and(|b| b.up && b.checked) {
-                result = self
-                    .set(proxy, &format!("set server {backend}/{server} health up"))
-                    .await;
-            }
             match result {
                 Ok(()) => put_back.push(format!("{proxy_name}/{backend}")),
                 Err(e) => not_put_back.push(format!("{proxy_name}/{backend}: {e}")),
@@ -633,14 +638,16 @@ impl HaproxyPool {
         }
     }
 
-    /// Ready (and health up where it was UP before), then wait until HAProxy serves it:
-    /// on one proxy, in every configured backend that holds it.
+    /// Leaves maintenance on one proxy, in every configured backend that holds the
+    /// server: through DRAIN until a check passed (a server with a check), then ready,
+    /// then served. Not confirmed within `repool_timeout`: back in maintenance there,
+    /// and [`HaproxyError::NotServing`]. On success, the backends it is served in.
     async fn repool_on(
         &self,
         proxy: &Proxy,
         server: &ServerId,
         progress: &Progress,
-    ) -> Result<(), HaproxyError> {
+    ) -> Result<Vec<String>, HaproxyError> {
         let say = |line: String| progress.report(ProgressUpdate::line(line));
         let rows = self.read_stat(proxy).await?;
         let backends: Vec<String> = self
@@ -648,20 +655,45 @@ impl HaproxyPool {
             .iter()
             .map(|r| r.proxy.clone())
             .collect();
-        let mut forced = Vec::new();
-        for backend in &backends {
-            let key = (proxy.name.clone(), backend.clone(), server.to_string());
-            let before = self.lock_before().get(&key).copied();
-            self.set(proxy, &format!("set server {backend}/{server} state ready"))
-                .await?;
-            // It served before the depool and has passed its canary: serve it now
-            // rather than after `rise` checks.
-            let force = before.is_some_and(|b| b.up && b.checked);
-            if force {
-                self.set(proxy, &format!("set server {backend}/{server} health up"))
+        let known: Vec<Option<Before>> = {
+            let before = self.lock_before();
+            backends
+                .iter()
+                .map(|b| {
+                    before
+                        .get(&(proxy.name.clone(), b.clone(), server.to_string()))
+                        .copied()
+                })
+                .collect()
+        };
+        // Not depooled by this process (`mwdeploy recover`): HAProxy says whether it
+        // has a check (a row in maintenance does not show it in `show stat`).
+        let states = if known.iter().any(Option::is_none) {
+            Some(self.read_servers_state(proxy).await?)
+        } else {
+            None
+        };
+        let mut steps = Vec::new();
+        for (backend, before) in backends.iter().zip(&known) {
+            let checked = before.map_or_else(
+                || {
+                    states.iter().flatten().any(|s| {
+                        &s.backend == backend && s.server == server.as_str() && s.check_enabled
+                    })
+                },
+                |b| b.checked,
+            );
+            let step = if checked {
+                // Out of maintenance, checked again, no new request yet.
+                self.set(proxy, &format!("set server {backend}/{server} state drain"))
                     .await?;
-            }
-            forced.push(force);
+                RepoolStep::Checking
+            } else {
+                self.set(proxy, &format!("set server {backend}/{server} state ready"))
+                    .await?;
+                RepoolStep::Ready
+            };
+            steps.push(step);
         }
 
         let start = Instant::now();
@@ -669,30 +701,55 @@ impl HaproxyPool {
         loop {
             let rows = self.read_stat(proxy).await?;
             let mut waiting = None;
-            for (backend, force) in backends.iter().zip(&forced) {
+            for (backend, step) in backends.iter().zip(steps.iter_mut()) {
                 let row = Self::row_in(proxy, &rows, backend, server)?;
-                if !serves(row, *force) {
-                    waiting = Some((backend, row.clone()));
-                    break;
+                if *step == RepoolStep::Checking && passed_check(row) {
+                    self.set(proxy, &format!("set server {backend}/{server} state ready"))
+                        .await?;
+                    say(format!(
+                        "proxy {}: {backend}/{server} passed its check: ready",
+                        proxy.name
+                    ));
+                    *step = RepoolStep::Ready;
+                    // Served is confirmed on a later read; this row is from before.
+                    waiting.get_or_insert((backend, row.clone(), None));
+                } else if (*step == RepoolStep::Checking || !serves(row))
+                    && waiting.as_ref().is_none_or(|w| w.2.is_none())
+                {
+                    // The first backend still waiting is the one said.
+                    waiting = Some((backend, row.clone(), Some(*step)));
                 }
             }
-            let Some((backend, row)) = waiting else {
+            let Some((backend, row, step)) = waiting else {
                 break;
             };
             let waited = start.elapsed();
             if waited >= self.config.repool_timeout {
+                // Definitely out: no request for a server HAProxy's check rejects.
+                let not_kept_out = self.back_in_maint(proxy, server, &backends).await;
+                if let Some(why) = &not_kept_out {
+                    say(format!(
+                        "proxy {}: {server} NOT put back in maintenance: {why}",
+                        proxy.name
+                    ));
+                }
                 return Err(HaproxyError::NotServing {
                     proxy: proxy.name.clone(),
                     server: format!("{backend}/{server}"),
                     status: row.status.clone(),
                     check: row.check_text(),
                     waited,
+                    kept_out: not_kept_out.is_none(),
                 });
             }
-            let now = format!("{} (check {})", row.status, row.check_text());
-            if now != last {
+            let now = format!("{} (last check {})", row.status, row.check_text());
+            if let Some(step) = step.filter(|_| now != last) {
+                let what = match step {
+                    RepoolStep::Checking => "pass its check",
+                    RepoolStep::Ready => "be served",
+                };
                 say(format!(
-                    "proxy {}: waiting for {backend}/{server} to be served: {now}",
+                    "proxy {}: waiting for {backend}/{server} to {what}: {now}",
                     proxy.name
                 ));
                 last = now;
@@ -711,36 +768,111 @@ impl HaproxyPool {
             proxy.name,
             backends.join(", ")
         ));
-        Ok(())
+        Ok(backends)
+    }
+
+    /// `state maint` in `backends` on one proxy; why it failed, if it did.
+    async fn back_in_maint(
+        &self,
+        proxy: &Proxy,
+        server: &ServerId,
+        backends: &[String],
+    ) -> Option<String> {
+        let mut failed = Vec::new();
+        for backend in backends {
+            if let Err(e) = self
+                .set(proxy, &format!("set server {backend}/{server} state maint"))
+                .await
+            {
+                failed.push(format!("{backend}: {e}"));
+            }
+        }
+        (!failed.is_empty()).then(|| failed.join("; "))
+    }
+
+    /// A repool confirmed on this proxy failed on another, whose check rejected the
+    /// server: out of this proxy too.
+    async fn take_out(
+        &self,
+        proxy: &Proxy,
+        server: &ServerId,
+        backends: &[String],
+        progress: &Progress,
+    ) {
+        let line = match self.back_in_maint(proxy, server, backends).await {
+            None => format!(
+                "proxy {}: {server} back in maintenance in {}: another proxy's check rejected it",
+                proxy.name,
+                backends.join(", ")
+            ),
+            Some(why) => format!(
+                "proxy {}: {server} served although another proxy's check rejected it; NOT back in maintenance: {why}",
+                proxy.name
+            ),
+        };
+        progress.report(ProgressUpdate::line(line));
     }
 }
 
-/// Whether HAProxy serves the server after `state ready`.
+/// Where one backend is in a repool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RepoolStep {
+    /// In DRAIN, waiting for a check to pass.
+    Checking,
+    /// `state ready` sent, waiting to be served.
+    Ready,
+}
+
+/// Whether the server's health is at its top since it left maintenance: HAProxy sets
+/// it to the `rise` threshold then (`DRAIN 1/2`, `UP 1/2` with `rise 2 fall 2` on
+/// HAProxy 2.6; `check_health` 2 of at most 3) and to `rise + fall - 1` at the next
+/// passed check (plain `DRAIN`, `UP`). HAProxy's check status text cannot tell: it
+/// still shows the last check before the maintenance.
 ///
-/// Without a check it serves once ready. With one, leaving maintenance sets its health
-/// to the `rise` threshold (`UP 1/2` on HAProxy 2.6) and checks at once; a plain `UP`
-/// then means a check passed since. Where `health up` was sent, `UP` with any suffix
-/// is enough: the canary has spoken, HAProxy's checks carry on from there.
-fn serves(row: &StatRow, forced: bool) -> bool {
+/// With `fall 1` the top is `rise` itself: the row cannot show a check passed since,
+/// and this is true at once.
+fn health_full(row: &StatRow) -> bool {
+    // `UP 1/2`, `DRAIN 1/2`: the `n/m` HAProxy adds below the top (`DRAIN (agent)`
+    // is no such suffix).
+    let falling = row.status.split_whitespace().skip(1).any(|w| {
+        w.split_once('/')
+            .is_some_and(|(a, b)| a.parse::<u32>().is_ok() && b.parse::<u32>().is_ok())
+    });
+    !falling
+        && row
+            .check_health
+            .is_none_or(|(h, rise, fall)| h >= rise.saturating_add(fall).saturating_sub(1))
+}
+
+/// Whether a check passed since the server left maintenance through DRAIN, so that it
+/// may be made ready. `UP` too: someone (a reload) made it ready meanwhile.
+fn passed_check(row: &StatRow) -> bool {
+    match row.status_word() {
+        Status::Drain | Status::Up => health_full(row),
+        _ => false,
+    }
+}
+
+/// Whether HAProxy serves the server after `state ready`: without a check, at once;
+/// with one, `UP` with its health at the top (a check passed since it left
+/// maintenance, none failed since). `UP 1/2` is served but falling, or not checked
+/// yet: not confirmed.
+fn serves(row: &StatRow) -> bool {
     match row.status_word() {
         Status::NoCheck => true,
-        Status::Up if forced => true,
-        Status::Up => row.status.trim() == "UP",
+        Status::Up => health_full(row),
         _ => false,
     }
 }
 
 /// What the row says about the server before a depool; `None` when it is already out
-/// (maintenance), where the row no longer shows its health.
+/// (maintenance), where the row no longer shows whether it has a check.
 fn before_of(row: &StatRow) -> Option<Before> {
-    let checked = row.status_word() != Status::NoCheck;
-    let up = match row.status_word() {
-        Status::Up | Status::NoCheck => true,
-        Status::Drain | Status::NoLb => row.check_health.is_none_or(|(h, r, _)| h >= r),
-        Status::Maint => return None,
-        Status::Down | Status::Other => false,
-    };
-    Some(Before { up, checked })
+    match row.status_word() {
+        Status::Maint => None,
+        Status::NoCheck => Some(Before { checked: false }),
+        _ => Some(Before { checked: true }),
+    }
 }
 
 fn pooled_name(server: &Server) -> Result<&ServerId, HaproxyError> {
@@ -857,40 +989,67 @@ mod tests {
     }
 
     #[test]
-    fn a_fresh_passing_check_or_a_forced_up_is_served() {
-        assert!(serves(&row("UP", Some((4, 3, 2))), false));
-        assert!(!serves(&row("UP 1/2", Some((3, 3, 2))), false));
-        assert!(serves(&row("UP 1/2", Some((3, 3, 2))), true));
-        assert!(serves(&row("no check", None), false));
-        for s in ["DOWN", "DOWN 1/3", "MAINT", "DRAIN", "NOLB"] {
-            assert!(!serves(&row(s, None), true), "{s}");
+    fn only_a_check_passed_since_leaving_maintenance_is_served() {
+        // Health at the top (rise + fall - 1): a check passed since.
+        assert!(serves(&row("UP", Some((3, 2, 2)))));
+        assert!(serves(&row("UP", Some((4, 3, 2)))));
+        assert!(serves(&row("no check", None)));
+        // Just out of maintenance (health = rise), or a check failed since: not yet.
+        assert!(!serves(&row("UP 1/2", Some((2, 2, 2)))));
+        assert!(!serves(&row("UP 2/3", Some((5, 3, 3)))));
+        // The status text decides too where the health columns are missing.
+        assert!(!serves(&row("UP 1/2", None)));
+        assert!(serves(&row("UP", None)));
+        // Never forced: no status but UP (or no check) is served.
+        for s in [
+            "DOWN",
+            "DOWN 1/2",
+            "MAINT",
+            "DRAIN",
+            "NOLB",
+            "MAINT (via a/b)",
+        ] {
+            assert!(!serves(&row(s, Some((3, 2, 2)))), "{s}");
+            assert!(!serves(&row(s, None)), "{s}");
         }
+    }
+
+    #[test]
+    fn a_drained_server_may_be_made_ready_once_its_check_passed() {
+        // As read on HAProxy 2.6 after `state drain` from MAINT, rise 2 fall 2.
+        assert!(!passed_check(&row("DRAIN 1/2", Some((2, 2, 2)))));
+        assert!(passed_check(&row("DRAIN", Some((3, 2, 2)))));
+        assert!(!passed_check(&row("DOWN", Some((0, 2, 2)))));
+        assert!(!passed_check(&row("DOWN 1/2", Some((1, 2, 2)))));
+        assert!(!passed_check(&row("MAINT", None)));
+        // Made ready by someone else (a reload) with its checks passing.
+        assert!(passed_check(&row("UP", Some((3, 2, 2)))));
+        assert!(!passed_check(&row("UP 1/2", Some((2, 2, 2)))));
+        assert!(passed_check(&row("DRAIN (agent)", Some((3, 2, 2)))));
+        assert!(!passed_check(&row("DRAIN (agent)", Some((2, 2, 2)))));
+        // A server without a check shows a plain DRAIN.
+        assert!(passed_check(&row("DRAIN", None)));
+        // A health column that disagrees with the text: both must say so.
+        assert!(!passed_check(&row("DRAIN", Some((2, 2, 2)))));
     }
 
     #[test]
     fn what_was_before_a_depool() {
         assert_eq!(
             before_of(&row("UP", Some((4, 3, 2)))),
-            Some(Before {
-                up: true,
-                checked: true
-            })
+            Some(Before { checked: true })
         );
         assert_eq!(
             before_of(&row("no check", None)),
-            Some(Before {
-                up: true,
-                checked: false
-            })
+            Some(Before { checked: false })
         );
-        assert_eq!(
-            before_of(&row("DRAIN", Some((1, 3, 2)))).map(|b| b.up),
-            Some(false)
-        );
-        assert_eq!(
-            before_of(&row("DOWN", Some((0, 3, 2)))).map(|b| b.up),
-            Some(false)
-        );
+        for s in ["DRAIN 1/3", "DOWN", "NOLB"] {
+            assert_eq!(
+                before_of(&row(s, Some((1, 3, 2)))),
+                Some(Before { checked: true }),
+                "{s}"
+            );
+        }
         assert_eq!(before_of(&row("MAINT", None)), None);
     }
 

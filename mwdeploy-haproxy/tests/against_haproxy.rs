@@ -196,11 +196,15 @@ async fn repool_of_a_server_whose_health_check_fails_reports_it_within_the_bound
     assert!(err.detail.contains("DOWN"), "{err}");
     assert!(err.detail.contains("L7STS"), "the check's words: {err}");
     assert!(err.to_string().contains("mw1"), "{err}");
+    assert!(err.detail.contains("put back in maintenance"), "{err}");
+    assert_eq!(lb.status("mediawiki", "mw1"), "MAINT");
 
     // A server that broke while out of the pool, repooled by a fresh process (as after
     // `mwdeploy recover`, which knows nothing of before): not served, and said so.
+    // Mended, it is repooled (a check passes), then depooled and breaks while out.
     mw1.set_healthy(true);
-    lb.wait_status("mediawiki", "mw1", "UP");
+    pool1.repool(&server(&mw1), &progress).await.unwrap();
+    assert_eq!(lb.status("mediawiki", "mw1"), "UP");
     pool1.depool(&server(&mw1), &progress).await.unwrap();
     mw1.set_healthy(false);
     let pool2 = pool(vec![local_proxy(&lb)], &["mediawiki"], LONG, repool_timeout);
@@ -210,26 +214,82 @@ async fn repool_of_a_server_whose_health_check_fails_reports_it_within_the_bound
         .unwrap_err();
     assert_eq!(err.kind, PortErrorKind::Timeout, "{err}");
     assert!(err.detail.contains("not confirmed serving"), "{err}");
+    assert_eq!(lb.status("mediawiki", "mw1"), "MAINT");
 }
 
 #[tokio::test]
-async fn a_server_up_before_its_depool_is_served_without_waiting_for_a_check() {
+async fn a_server_gets_no_request_and_is_not_repooled_before_its_check_passed() {
     let (mw1, mw2) = (Web::start("mw1"), Web::start("mw2"));
     let lb = Haproxy::start("lb1", &one_backend(&[&mw1, &mw2]));
-    let bound = Duration::from_millis(800);
-    let pool1 = pool(vec![local_proxy(&lb)], &["mediawiki"], LONG, bound);
-    let progress = Progress::discard(mw1.id());
-    pool1.depool(&server(&mw1), &progress).await.unwrap();
+    let bound = Duration::from_millis(1500);
+    let pool = Arc::new(pool(vec![local_proxy(&lb)], &["mediawiki"], LONG, bound));
+    let (progress, lines) = recorder(mw1.id());
+    pool.depool(&server(&mw1), &progress).await.unwrap();
 
-    // From now on a health check of mw1 gets no answer until the test says so.
+    // From now on a health check of mw1 gets no answer until the test says so. The
+    // pool saw it UP before the depool and its canary "passed": no matter, HAProxy's
+    // check decides.
     mw1.set_slow_health(true);
-    // The pool that saw it UP before the depool forces its health UP: served at once.
-    tokio::time::timeout(GUARD, pool1.repool(&server(&mw1), &progress))
+    let repool = {
+        let (pool, s, p) = (pool.clone(), server(&mw1), progress.clone());
+        tokio::spawn(async move { pool.repool(&s, &p).await })
+    };
+    until("the repool to wait for the check", || {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("waiting for mediawiki/mw1 to pass its check"))
+    })
+    .await;
+    // Out of maintenance, checked, and sent no request while its check hangs.
+    assert!(lb.status("mediawiki", "mw1").starts_with("DRAIN"));
+    let hits_before = mw1.hits();
+    let fe = lb.frontend.clone();
+    let answers = tokio::task::spawn_blocking(move || {
+        (0..6)
+            .map(|_| get(&fe, "/wiki/Main_Page"))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    for (code, body) in &answers {
+        assert_eq!((*code, body.as_str()), (200, "served by mw2"));
+    }
+    assert_eq!(
+        mw1.hits(),
+        hits_before,
+        "a request reached mw1 before its check"
+    );
+    assert!(lb.status("mediawiki", "mw1").starts_with("DRAIN"));
+
+    let err = tokio::time::timeout(GUARD, repool)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.kind, PortErrorKind::Timeout, "{err}");
+    assert!(err.detail.contains("mediawiki/mw1"), "{err}");
+    assert!(err.detail.contains("DRAIN"), "{err}");
+    assert_eq!(lb.status("mediawiki", "mw1"), "MAINT");
+    assert_eq!(mw1.hits(), hits_before);
+    assert!(
+        !lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("served in") || l.contains("passed its check")),
+        "{:?}",
+        lines.lock().unwrap()
+    );
+
+    // Its check answers again: the same pool repools it, and it is served.
+    mw1.set_slow_health(false);
+    tokio::time::timeout(GUARD, pool.repool(&server(&mw1), &progress))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(lb.status("mediawiki", "mw1"), "UP");
-    let before = mw1.hits();
     let fe = lb.frontend.clone();
     tokio::task::spawn_blocking(move || {
         for _ in 0..4 {
@@ -239,20 +299,47 @@ async fn a_server_up_before_its_depool_is_served_without_waiting_for_a_check() {
     .await
     .unwrap();
     assert!(
-        mw1.hits() > before,
+        mw1.hits() > hits_before,
         "no request reached the repooled server"
     );
+}
 
-    // A pool that knows nothing of before waits for a check to pass, within its bound.
+#[tokio::test]
+async fn a_server_without_a_check_is_made_ready_at_once() {
+    let (mw1, mw2) = (Web::start("mw1"), Web::start("mw2"));
+    let lb = Haproxy::start(
+        "lb1",
+        &[(
+            "mediawiki",
+            vec![
+                Member {
+                    web: &mw1,
+                    check: false,
+                },
+                checked(&mw2),
+            ],
+        )],
+    );
+    let (progress, lines) = recorder(mw1.id());
+    let pool1 = pool(vec![local_proxy(&lb)], &["mediawiki"], LONG, LONG);
     pool1.depool(&server(&mw1), &progress).await.unwrap();
-    let pool2 = pool(vec![local_proxy(&lb)], &["mediawiki"], LONG, bound);
-    let err = tokio::time::timeout(GUARD, pool2.repool(&server(&mw1), &progress))
-        .await
-        .unwrap()
-        .unwrap_err();
-    assert_eq!(err.kind, PortErrorKind::Timeout, "{err}");
-    mw1.set_slow_health(false);
-    lb.wait_status("mediawiki", "mw1", "UP");
+    pool1.repool(&server(&mw1), &progress).await.unwrap();
+    assert_eq!(lb.status("mediawiki", "mw1"), "no check");
+    // A fresh process (no memory of before) asks HAProxy whether it has a check.
+    pool1.depool(&server(&mw1), &progress).await.unwrap();
+    let pool2 = pool(vec![local_proxy(&lb)], &["mediawiki"], LONG, LONG);
+    pool2.repool(&server(&mw1), &progress).await.unwrap();
+    assert_eq!(lb.status("mediawiki", "mw1"), "no check");
+    let lines = lines.lock().unwrap();
+    assert!(
+        !lines.iter().any(|l| l.contains("pass its check")),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("served in")).count(),
+        2,
+        "{lines:?}"
+    );
 }
 
 #[tokio::test]
