@@ -76,14 +76,16 @@ pub struct HaproxyConfig {
 
 impl HaproxyConfig {
     /// `proxies` and `backends`, with the config defaults: 30 s drain and repool
-    /// bounds, a 250 ms poll interval, 10 s per command.
+    /// bounds, a 50 ms poll interval (a read of the stats: a server waiting for its
+    /// check is out of the pool, and the wait should end when the check does), 10 s per
+    /// command.
     pub fn new(proxies: Vec<Proxy>, backends: Vec<String>) -> HaproxyConfig {
         HaproxyConfig {
             proxies,
             backends,
             drain_timeout: Duration::from_secs(30),
             repool_timeout: Duration::from_secs(30),
-            poll_interval: Duration::from_millis(250),
+            poll_interval: Duration::from_millis(50),
             command_timeout: Duration::from_secs(10),
         }
     }
