@@ -36,10 +36,20 @@
 //! - `output`: a locked, buffered stdout that ends quietly on a closed pipe.
 //! - `viewer`: `mwdeploy` without a deploy flag: the latest deploy, followed in the
 //!   dashboard or summed up.
+//! - `tty`: a terminal that went away: output for it dropped, never a panic.
 //! - `tui`: the live dashboard of a deploy (ratatui): servers, progress, the failure prompt,
 //!   pause, stop and the pool menu.
 //! - [`exit`]: the exit codes.
 #![warn(missing_docs)]
+
+/// std's `eprintln!` panics when stderr cannot be written, which is every write once the
+/// terminal went away: a warning would end a deploy half way. This one, which shadows it
+/// in the whole crate, drops the line instead ([`tty`]).
+macro_rules! eprintln {
+    ($($arg:tt)*) => {
+        $crate::tty::stderr_line(format_args!($($arg)*))
+    };
+}
 
 mod adapters;
 mod check_config;
@@ -63,6 +73,7 @@ mod rollback;
 mod session;
 mod simulate;
 mod staging;
+mod tty;
 mod tui;
 mod viewer;
 

@@ -185,13 +185,18 @@ impl InputThread {
         let handle = std::thread::Builder::new()
             .name("mwdeploy-tui-input".into())
             .spawn(move || {
-                while !flag.load(Ordering::SeqCst) {
+                // A hung-up terminal reads as end of file at once, forever: the thread
+                // ends (closing the channel) instead of spinning on it.
+                while !flag.load(Ordering::SeqCst) && !crate::tty::check_stdin() {
                     let next = match term_event::poll(INPUT_POLL) {
                         Ok(false) => continue,
                         Ok(true) => term_event::read(),
                         Err(e) => Err(e),
                     };
                     let failed = next.is_err();
+                    if failed {
+                        crate::tty::check_stdin();
+                    }
                     if tx.send(next).is_err() || failed {
                         return;
                     }
@@ -233,7 +238,18 @@ async fn event_loop<B: Backend>(
     // The prompt on screen and when it was first shown (monotonic, for its timeout).
     let mut shown: Option<(u64, tokio::time::Instant)> = None;
     loop {
-        terminal.draw(|f| draw(f, &dash, &ui, SystemTime::now()))?;
+        // The terminal went away (SIGHUP, or it failed): close without touching it; the
+        // deploy goes on without a dashboard.
+        if crate::tty::is_gone() {
+            return Ok(());
+        }
+        if let Err(e) = terminal.draw(|f| draw(f, &dash, &ui, SystemTime::now())) {
+            return if crate::tty::check_stdin() {
+                Ok(())
+            } else {
+                Err(e)
+            };
+        }
         tokio::select! {
             r = records.recv(), if records_open => match r {
                 Some(r) => {
@@ -270,7 +286,8 @@ async fn event_loop<B: Backend>(
                 // A resize, focus or mouse event: the redraw above the wait does it.
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => {
-                    // No keys any more: show the deploy to its end.
+                    // No keys any more: show the deploy to its end (unless the terminal
+                    // went away, which the top of the loop sees).
                     input_open = false;
                     if !records_open {
                         return Ok(());
