@@ -27,6 +27,7 @@
 //! - `ops`: the operations subcommands: `status`, `log`, `lock`, `releases`,
 //!   `completions`.
 //! - `pool`: `mwdeploy pool depool|repool`, manual pool control under the lock.
+//! - `pool_menu`: the viewer's pool menu: the same change, when no deploy holds the lock.
 //! - `check_config`: `mwdeploy check-config`: the config checked, every host reached.
 //! - `recover`: `mwdeploy recover`, the engine on the servers killed deploys left out.
 //! - `rollback`: `mwdeploy rollback`, the engine with a transfer that switches back.
@@ -65,6 +66,7 @@ mod notify;
 mod ops;
 mod output;
 mod pool;
+mod pool_menu;
 mod prepare;
 mod recover;
 mod render;

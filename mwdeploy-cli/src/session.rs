@@ -373,7 +373,7 @@ impl crate::tui::Control for EngineControl {
         self.0.decide(d);
     }
 
-    fn pool(&self, server: &str, depool: bool) {
+    fn pool(&self, server: &str, depool: bool, _: &mpsc::UnboundedSender<Record>) {
         // Through the engine: max_unavailable and the canary hold, and its answer (or why
         // not) comes back as events.
         if let Ok(id) = mwdeploy_core::ServerId::new(server) {

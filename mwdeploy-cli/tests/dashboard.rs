@@ -354,3 +354,86 @@ fn a_deploy_whose_terminal_went_away_finishes_without_spinning() {
     assert!(all_pooled(&fleet));
     assert_eq!(stamps(&fleet), ["v2", "v2", "v2"]);
 }
+
+#[test]
+fn the_viewers_pool_menu_is_refused_during_a_deploy_and_works_after_it() {
+    let _serial = serial();
+    let fleet = fleet_behind(3, 2, Layout::Releases, 40);
+    let c = config(&fleet, Layout::Releases, |y| {
+        y.replace(
+            "\n      post_activate:\n",
+            "\n      post_activate:\n        - [\"sleep\", \"2\"]\n",
+        )
+    });
+    write_stamp(fleet.staging().path(), "v2").unwrap();
+    let mw1 = |fleet: &Fleet| -> Vec<bool> {
+        fleet
+            .proxies()
+            .iter()
+            .map(|p| {
+                let states = p.server_states().unwrap();
+                states.iter().find(|s| s.name == "mw1").unwrap().in_pool()
+            })
+            .collect()
+    };
+
+    // A deploy without a terminal holds the lock while the viewer asks.
+    let mut deploy = Command::new(BIN)
+        .args(["-C", c.to_str().unwrap(), "--rsync", "--rollout"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the deploy's first server", || {
+        journals_so_far(&fleet).contains(r#""event":"server_state""#)
+    });
+    let viewer = Pane::start("viewer-pool", &[BIN, "-C", c.to_str().unwrap()]);
+    viewer.wait_for("viewer");
+    viewer.keys(&["C-r"]);
+    viewer.wait_for("[D] Depool");
+    viewer.keys(&["d"]);
+    let screen = viewer.wait_for("pool: refused while a deploy runs");
+    assert!(
+        screen.contains("use Ctrl+R on its own dashboard"),
+        "{screen}"
+    );
+    assert_eq!(deploy.wait().unwrap().code(), Some(0));
+    let lines = journal_of(&fleet);
+    for s in ["mw1", "mw2", "mw3"] {
+        assert_eq!(final_state(&lines, s).as_deref(), Some("done"), "{s}");
+    }
+    assert!(all_pooled(&fleet));
+
+    // No deploy now: the same menu depools mw1 (the selected row) on every proxy, and
+    // repools it after its canary, each as its own journaled run.
+    viewer.wait_for("3 succeeded");
+    viewer.keys(&["C-r"]);
+    viewer.wait_for("[D] Depool");
+    viewer.keys(&["d"]);
+    viewer.wait_for("mw1: depool: confirmed");
+    assert_eq!(mw1(&fleet), [false, false], "{}", viewer.screen());
+    for p in fleet.proxies() {
+        let states = p.server_states().unwrap();
+        let s = states.iter().find(|s| s.name == "mw1").unwrap();
+        assert_eq!(s.state, testfleet::PoolState::Maint);
+    }
+    viewer.keys(&["C-r"]);
+    viewer.wait_for("[R] Repool");
+    viewer.keys(&["r"]);
+    viewer.wait_for("mw1: repool: confirmed");
+    assert_eq!(mw1(&fleet), [true, true], "{}", viewer.screen());
+    assert_eq!(stamps(&fleet), ["v2", "v2", "v2"]);
+    viewer.keys(&["q"]);
+    assert_eq!(viewer.exit_status(), 0, "{}", viewer.screen());
+    let journal = journals(&fleet);
+    assert!(
+        journal.contains(r#""event":"canary","server":"mw1""#),
+        "{journal}"
+    );
+    assert_eq!(
+        journal.matches(r#""event":"deploy_finished""#).count(),
+        3,
+        "the deploy and two pool runs: {journal}"
+    );
+}
