@@ -209,7 +209,12 @@ impl crate::tui::Control for EngineControl {
         self.0.decide(d);
     }
 
-    fn pool(&self, _server: &str, _depool: bool) {
+    fn pool(
+        &self,
+        _server: &str,
+        _depool: bool,
+        _: &tokio::sync::mpsc::UnboundedSender<mwdeploy_core::event::Record>,
+    ) {
         // As in a deploy: manual pool changes wait for the engine's own pool action.
     }
 

@@ -17,7 +17,8 @@
 //!                 lines | JSON lines on stdout
 //!     prompts  <── the operator on a terminal, else "no"
 //!     SIGINT / SIGTERM ──> staging stops between steps; the engine stops gracefully
-//!                          (servers put back, exit 130); SIGHUP ignored
+//!                          (servers put back, exit 130); SIGHUP: the
+//!                          terminal went away, the deploy runs on without it
 //! ```
 
 use std::io::Write;

@@ -27,6 +27,7 @@
 //! - `ops`: the operations subcommands: `status`, `log`, `lock`, `releases`,
 //!   `completions`.
 //! - `pool`: `mwdeploy pool depool|repool`, manual pool control under the lock.
+//! - `pool_menu`: the viewer's pool menu: the same change, when no deploy holds the lock.
 //! - `check_config`: `mwdeploy check-config`: the config checked, every host reached.
 //! - `recover`: `mwdeploy recover`, the engine on the servers killed deploys left out.
 //! - `rollback`: `mwdeploy rollback`, the engine with a transfer that switches back.
@@ -36,10 +37,20 @@
 //! - `output`: a locked, buffered stdout that ends quietly on a closed pipe.
 //! - `viewer`: `mwdeploy` without a deploy flag: the latest deploy, followed in the
 //!   dashboard or summed up.
+//! - `tty`: a terminal that went away: output for it dropped, never a panic.
 //! - `tui`: the live dashboard of a deploy (ratatui): servers, progress, the failure prompt,
 //!   pause, stop and the pool menu.
 //! - [`exit`]: the exit codes.
 #![warn(missing_docs)]
+
+/// std's `eprintln!` panics when stderr cannot be written, which is every write once the
+/// terminal went away: a warning would end a deploy half way. This one, which shadows it
+/// in the whole crate, drops the line instead ([`tty`]).
+macro_rules! eprintln {
+    ($($arg:tt)*) => {
+        $crate::tty::stderr_line(format_args!($($arg)*))
+    };
+}
 
 mod adapters;
 mod check_config;
@@ -55,6 +66,7 @@ mod notify;
 mod ops;
 mod output;
 mod pool;
+mod pool_menu;
 mod prepare;
 mod recover;
 mod render;
@@ -63,6 +75,7 @@ mod rollback;
 mod session;
 mod simulate;
 mod staging;
+mod tty;
 mod tui;
 mod viewer;
 mod warm;

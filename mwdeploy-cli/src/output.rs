@@ -3,7 +3,8 @@
 //! A simulation of 100,000 servers prints millions of JSON lines, so nothing here
 //! flushes per line. A reader that goes away (`mwdeploy simulate --json | head`) closes
 //! the pipe: the first `EPIPE` turns every later write into a no-op, and the command
-//! ends quietly instead of panicking the way `println!` would.
+//! ends quietly instead of panicking the way `println!` would. A terminal that goes
+//! away (EIO) is the same: the deploy runs on and its output is dropped.
 
 use std::io::{self, BufWriter, ErrorKind, Write};
 
@@ -15,12 +16,17 @@ pub(crate) struct Output<W: Write> {
     closed: bool,
     /// The first error other than a closed pipe.
     error: Option<io::Error>,
+    /// It writes to a terminal: EIO means the terminal went away, which ends nothing.
+    tty: bool,
 }
 
 impl Output<io::StdoutLock<'static>> {
     /// The process's stdout, locked for the whole command.
     pub(crate) fn stdout() -> Self {
-        Output::new(io::stdout().lock())
+        use std::io::IsTerminal;
+        let mut out = Output::new(io::stdout().lock());
+        out.tty = io::stdout().is_terminal();
+        out
     }
 }
 
@@ -31,12 +37,13 @@ impl<W: Write> Output<W> {
             inner: BufWriter::with_capacity(64 * 1024, w),
             closed: false,
             error: None,
+            tty: false,
         }
     }
 
     /// Whether writing is pointless: the pipe is closed or a write failed.
     pub(crate) fn is_dead(&self) -> bool {
-        self.closed || self.error.is_some()
+        self.closed || self.error.is_some() || (self.tty && crate::tty::is_gone())
     }
 
     /// Writes `bytes` as they are.
@@ -89,6 +96,10 @@ impl<W: Write> Output<W> {
         match r {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::BrokenPipe => self.closed = true,
+            Err(e) if self.tty && crate::tty::is_hangup(&e) => {
+                crate::tty::hang_up();
+                self.closed = true;
+            }
             Err(e) => self.error = Some(e),
         }
     }

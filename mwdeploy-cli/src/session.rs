@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!  Session::open ──> journal (critical), log file (unless --no-log), printer,
-//!                    signal watcher (SIGINT/SIGTERM ──> interrupted; SIGHUP ignored)
+//!                    signal watcher (SIGINT/SIGTERM ──> interrupted; SIGHUP: no terminal)
 //!       │ record() / prep(): the runner's own records before the machine starts
 //!       ▼
 //!  Session::drive(plan, ports) ──> Driver(Rollout) ──> records ──> journal, log,
@@ -252,7 +252,7 @@ impl Session {
         }
         let rollout = Rollout::new(plan, tokio::time::Instant::now().into_std())
             .map_err(|e| CliError::Usage(format!("invalid rollout plan: {e}")))?;
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::unbounded_channel();
         let mut driver = driver.subscribe(AfterStart(journal));
         if let Some(log) = log {
             driver = driver.subscribe(AfterStart(log));
@@ -269,16 +269,16 @@ impl Session {
             for r in printer.kept.take().unwrap_or_default() {
                 let _ = tui_tx.send(r);
             }
-            let forward = async {
-                while let Some(r) = rx.recv().await {
-                    let _ = tui_tx.send(r);
-                }
-                drop(tui_tx);
-            };
+            let (closed_tx, closed) = tokio::sync::oneshot::channel::<()>();
+            let forward = forward(rx, tui_tx, closed, &handle);
             let control = EngineControl(handle.clone());
             let opts = crate::tui::TuiOptions::from_env(exit_when_done);
-            let (report, (), shown) =
-                tokio::join!(run, forward, crate::tui::run(tui_rx, &control, opts));
+            let dashboard = async {
+                let shown = crate::tui::run(tui_rx, &control, opts).await;
+                drop(closed_tx);
+                shown
+            };
+            let (report, (), shown) = tokio::join!(run, forward, dashboard);
             signals.abort();
             if let Err(e) = shown {
                 eprintln!("mwdeploy: the dashboard failed ({e}); the deploy went on without it");
@@ -288,6 +288,36 @@ impl Session {
         let report = lines(run, rx, &handle, interactive, |r| printer.show(out, r)).await;
         signals.abort();
         Ok(finish(out, output, &report))
+    }
+}
+
+/// Passes the engine's records on to the dashboard until it closes (`closed`); a
+/// dashboard closed before the deploy ended (its terminal went away, or it failed) leaves
+/// the prompts, the open one too, to be answered no, as without a terminal.
+async fn forward(
+    mut rx: mpsc::UnboundedReceiver<Record>,
+    tui: mpsc::UnboundedSender<Record>,
+    mut closed: tokio::sync::oneshot::Receiver<()>,
+    handle: &DriverHandle,
+) {
+    let mut prompt = LinePrompt::watching();
+    let mut open = true;
+    loop {
+        tokio::select! {
+            rec = rx.recv() => match rec {
+                Some(r) => {
+                    prompt.record(&r, handle);
+                    if open {
+                        let _ = tui.send(r);
+                    }
+                }
+                None => return,
+            },
+            _ = &mut closed, if open => {
+                open = false;
+                prompt.take_over(handle);
+            }
+        }
     }
 }
 
@@ -343,7 +373,7 @@ impl crate::tui::Control for EngineControl {
         self.0.decide(d);
     }
 
-    fn pool(&self, server: &str, depool: bool) {
+    fn pool(&self, server: &str, depool: bool, _: &mpsc::UnboundedSender<Record>) {
         // Through the engine: max_unavailable and the canary hold, and its answer (or why
         // not) comes back as events.
         if let Ok(id) = mwdeploy_core::ServerId::new(server) {
@@ -397,6 +427,8 @@ pub(crate) fn summary_line<W: Write>(out: &mut Output<W>, s: &Summary) {
 pub(crate) struct LinePrompt {
     model: crate::tui::model::Dashboard,
     interactive: bool,
+    /// Answers prompts (else it only follows, while the dashboard answers them).
+    answering: bool,
 }
 
 impl LinePrompt {
@@ -405,12 +437,32 @@ impl LinePrompt {
         LinePrompt {
             model: crate::tui::model::Dashboard::new(String::new(), None, Vec::new()),
             interactive,
+            answering: true,
+        }
+    }
+
+    /// One that follows the records without answering, until [`LinePrompt::take_over`].
+    fn watching() -> Self {
+        LinePrompt {
+            answering: false,
+            ..LinePrompt::new(false)
+        }
+    }
+
+    /// From now on answers no, the prompt open now too.
+    fn take_over(&mut self, handle: &DriverHandle) {
+        self.answering = true;
+        if self.model.prompt().is_some() {
+            handle.decide(Decision::Answer(false));
         }
     }
 
     /// Takes `record`; when it opens a prompt, answers it through `handle`.
     pub(crate) fn record(&mut self, record: &Record, handle: &DriverHandle) {
         self.model.apply(record);
+        if !self.answering {
+            return;
+        }
         if let Event::Prompt {
             question,
             answer: None,
@@ -437,8 +489,10 @@ fn ask(handle: &DriverHandle, text: &str, interactive: bool) {
         handle.decide(Decision::Answer(false));
         return;
     }
-    eprint!("{} [y/N] ", Clean(text));
-    let _ = std::io::stderr().flush();
+    // Not `eprint!`, which panics when the terminal went away.
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "{} [y/N] ", Clean(text)).and_then(|()| err.flush());
+    drop(err);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut line = String::new();
@@ -453,8 +507,8 @@ fn ask(handle: &DriverHandle, text: &str, interactive: bool) {
 }
 
 /// SIGINT and SIGTERM stop the run gracefully: `interrupted` is set (a runner's own
-/// steps stop between steps) and the engine, once it runs, is asked to stop. SIGHUP is
-/// taken and ignored: the run carries on without its terminal.
+/// steps stop between steps) and the engine, once it runs, is asked to stop. SIGHUP
+/// means the terminal went away: the run carries on without it ([`crate::tty`]).
 pub(crate) async fn watch_signals(
     interrupted: Arc<AtomicBool>,
     engine: Arc<Mutex<Option<DriverHandle>>>,
@@ -472,7 +526,12 @@ pub(crate) async fn watch_signals(
         tokio::select! {
             _ = int.recv() => {}
             _ = term.recv() => {}
-            _ = hup.recv() => continue,
+            _ = hup.recv() => {
+                // The terminal went away: the dashboard closes, output for it is
+                // dropped, the run goes on.
+                crate::tty::hang_up();
+                continue;
+            }
         }
         interrupted.store(true, Ordering::SeqCst);
         if let Some(h) = engine.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {

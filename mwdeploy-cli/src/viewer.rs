@@ -1,7 +1,8 @@
 //! `mwdeploy` without a deploy flag: the running (or latest) deploy of this state dir,
 //! from its journal. On a terminal, the dashboard follows it as it is written (from
 //! another terminal, or after the deploy's own terminal went away); without one, a
-//! summary of it is printed.
+//! summary of it is printed. Its Ctrl+R menu depools or repools a server as `mwdeploy
+//! pool` does, while no deploy holds the lock ([`crate::pool_menu`]).
 //!
 //! ```text
 //!  state_dir/deploys/<latest>.jsonl ──> follower (whole lines, every 200 ms) ──> dashboard
@@ -11,6 +12,7 @@
 
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mwdeploy_core::event::Record;
@@ -19,6 +21,7 @@ use mwdeploy_core::lock::{DeployLock, LockStatus};
 use mwdeploy_core::{Decision, Event};
 use tokio::sync::mpsc;
 
+use crate::config::Config;
 use crate::error::CliError;
 use crate::exit;
 use crate::output::Output;
@@ -55,7 +58,8 @@ pub(crate) fn run<W: Write>(
                 viewer: true,
                 ..crate::tui::TuiOptions::from_env(false)
             };
-            let shown = crate::tui::run(rx, &Watching, opts).await;
+            let watching = Watching(Arc::new(config));
+            let shown = crate::tui::run(rx, &watching, opts).await;
             follower.abort();
             shown.map_err(CliError::Output)
         })?;
@@ -64,12 +68,15 @@ pub(crate) fn run<W: Write>(
     summary(&path, id, &config.state_dir, out)
 }
 
-/// Nothing is sent from a viewer: the deploy runs in another process.
-struct Watching;
+/// Nothing is sent from a viewer to the deploy, which runs in another process; its pool
+/// menu is its own change, as `mwdeploy pool` ([`crate::pool_menu`]).
+struct Watching(Arc<Config>);
 
 impl crate::tui::Control for Watching {
     fn decide(&self, _: Decision) {}
-    fn pool(&self, _: &str, _: bool) {}
+    fn pool(&self, server: &str, depool: bool, notes: &mpsc::UnboundedSender<Record>) {
+        crate::pool_menu::start(self.0.clone(), server, depool, notes.clone());
+    }
     fn interrupt(&self) {}
 }
 

@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod support;
+use mwdeploy_core::lock::{DeployLock, LockStatus};
 use support::*;
 use testfleet::{write_stamp, Fleet, Layout};
 
@@ -251,4 +252,188 @@ fn ctrl_r_depools_and_repools_a_done_server_through_the_running_deploy() {
     assert!(all_pooled(&fleet));
     let journal = journals(&fleet);
     assert_eq!(journal.matches(r#""server":"mw1","proxy":null,"backend":null,"action":"depool","phase":"result","ok":true"#).count(), 2, "{journal}");
+}
+
+/// The pid of the process holding the deploy lock of `fleet`'s state dir.
+fn lock_holder(fleet: &Fleet) -> Option<u32> {
+    match DeployLock::status(&fleet.state_dir()) {
+        Ok(LockStatus::Held(Some(h))) => Some(h.pid),
+        _ => None,
+    }
+}
+
+/// `pid`'s CPU time (user + system, in clock ticks), or `None` once it exited (gone, or
+/// a zombie nobody reaped).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    if fields.first() == Some(&"Z") {
+        return None;
+    }
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// The journals of `fleet` so far (nothing before the first is created).
+fn journals_so_far(fleet: &Fleet) -> String {
+    let dir = mwdeploy_core::journal::dir(&fleet.state_dir());
+    if !dir.exists() {
+        return String::new();
+    }
+    journals(fleet)
+}
+
+/// Waits (up to 90 s) until `done` holds.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "waited for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_deploy_whose_terminal_went_away_finishes_without_spinning() {
+    let _serial = serial();
+    let fleet = fleet(3, Layout::Releases, 40);
+    let c = config(&fleet, Layout::Releases, |y| {
+        y.replace(
+            "\n      post_activate:\n",
+            "\n      post_activate:\n        - [\"sleep\", \"3\"]\n",
+        )
+    });
+    write_stamp(fleet.staging().path(), "v2").unwrap();
+
+    let pane = Pane::start("hangup", &deploy_argv(&c, &[]));
+    wait_until("mw1 in its hooks", || {
+        journals_so_far(&fleet).contains(r#""server":"mw1","state":"hooks""#)
+    });
+    let pid = lock_holder(&fleet).expect("the deploy holds the lock");
+    // The terminal goes away: tmux closes the pane's pty.
+    drop(pane);
+
+    // The rest of the deploy (mw2 and mw3, each at least 3 s) runs without its terminal;
+    // a reader spinning on the dead tty would take a whole core.
+    std::thread::sleep(Duration::from_millis(500));
+    let (t0, c0) = (Instant::now(), cpu_ticks(pid));
+    std::thread::sleep(Duration::from_secs(2));
+    let (t1, c1) = (Instant::now(), cpu_ticks(pid));
+    let (Some(c0), Some(c1)) = (c0, c1) else {
+        panic!(
+            "the deploy ended right after its terminal went away:\n{}",
+            journals(&fleet)
+        );
+    };
+    // Clock ticks are 1/100 s on Linux.
+    let busy = (c1 - c0) as f64 / 100.0 / (t1 - t0).as_secs_f64();
+    assert!(
+        busy < 0.5,
+        "the deploy used {:.0}% of a core without its terminal",
+        busy * 100.0
+    );
+
+    wait_until("the deploy's end in its journal", || {
+        journals(&fleet).contains(r#""event":"deploy_finished""#)
+    });
+    wait_until("the deploy's process to exit", || cpu_ticks(pid).is_none());
+    let lines = journal_of(&fleet);
+    for s in ["mw1", "mw2", "mw3"] {
+        assert_eq!(
+            final_state(&lines, s).as_deref(),
+            Some("done"),
+            "{s}: {}",
+            journals(&fleet)
+        );
+    }
+    let end = lines.last().unwrap();
+    assert_eq!(end["event"], "deploy_finished", "{end}");
+    assert_eq!(end["exit_code"], 0, "{end}");
+    assert!(all_pooled(&fleet));
+    assert_eq!(stamps(&fleet), ["v2", "v2", "v2"]);
+}
+
+#[test]
+fn the_viewers_pool_menu_is_refused_during_a_deploy_and_works_after_it() {
+    let _serial = serial();
+    let fleet = fleet_behind(3, 2, Layout::Releases, 40);
+    let c = config(&fleet, Layout::Releases, |y| {
+        y.replace(
+            "\n      post_activate:\n",
+            "\n      post_activate:\n        - [\"sleep\", \"2\"]\n",
+        )
+    });
+    write_stamp(fleet.staging().path(), "v2").unwrap();
+    let mw1 = |fleet: &Fleet| -> Vec<bool> {
+        fleet
+            .proxies()
+            .iter()
+            .map(|p| {
+                let states = p.server_states().unwrap();
+                states.iter().find(|s| s.name == "mw1").unwrap().in_pool()
+            })
+            .collect()
+    };
+
+    // A deploy without a terminal holds the lock while the viewer asks.
+    let mut deploy = Command::new(BIN)
+        .args(["-C", c.to_str().unwrap(), "--rsync", "--rollout"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the deploy's first server", || {
+        journals_so_far(&fleet).contains(r#""event":"server_state""#)
+    });
+    let viewer = Pane::start("viewer-pool", &[BIN, "-C", c.to_str().unwrap()]);
+    viewer.wait_for("viewer");
+    viewer.keys(&["C-r"]);
+    viewer.wait_for("[D] Depool");
+    viewer.keys(&["d"]);
+    let screen = viewer.wait_for("pool: refused while a deploy runs");
+    assert!(
+        screen.contains("use Ctrl+R on its own dashboard"),
+        "{screen}"
+    );
+    assert_eq!(deploy.wait().unwrap().code(), Some(0));
+    let lines = journal_of(&fleet);
+    for s in ["mw1", "mw2", "mw3"] {
+        assert_eq!(final_state(&lines, s).as_deref(), Some("done"), "{s}");
+    }
+    assert!(all_pooled(&fleet));
+
+    // No deploy now: the same menu depools mw1 (the selected row) on every proxy, and
+    // repools it after its canary, each as its own journaled run.
+    viewer.wait_for("3 succeeded");
+    viewer.keys(&["C-r"]);
+    viewer.wait_for("[D] Depool");
+    viewer.keys(&["d"]);
+    viewer.wait_for("mw1: depool: confirmed");
+    assert_eq!(mw1(&fleet), [false, false], "{}", viewer.screen());
+    for p in fleet.proxies() {
+        let states = p.server_states().unwrap();
+        let s = states.iter().find(|s| s.name == "mw1").unwrap();
+        assert_eq!(s.state, testfleet::PoolState::Maint);
+    }
+    viewer.keys(&["C-r"]);
+    viewer.wait_for("[R] Repool");
+    viewer.keys(&["r"]);
+    viewer.wait_for("mw1: repool: confirmed");
+    assert_eq!(mw1(&fleet), [true, true], "{}", viewer.screen());
+    assert_eq!(stamps(&fleet), ["v2", "v2", "v2"]);
+    viewer.keys(&["q"]);
+    assert_eq!(viewer.exit_status(), 0, "{}", viewer.screen());
+    let journal = journals(&fleet);
+    assert!(
+        journal.contains(r#""event":"canary","server":"mw1""#),
+        "{journal}"
+    );
+    assert_eq!(
+        journal.matches(r#""event":"deploy_finished""#).count(),
+        3,
+        "the deploy and two pool runs: {journal}"
+    );
 }

@@ -432,7 +432,8 @@ impl SshRunner {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .kill_on_drop(true);
+            .kill_on_drop(true)
+            .process_group(0);
         let _ = tokio::time::timeout(Duration::from_secs(5), c.status()).await;
     }
 
@@ -483,6 +484,9 @@ async fn spawn_and_stream(
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .kill_on_drop(true);
+    // Its own process group: the terminal's signals (the SIGHUP of a terminal that went
+    // away, a Ctrl+C) are the runner's to handle, not a half-done step's to die of.
+    c.process_group(0);
     let mut child = c.spawn().map_err(|source| ExecError::Spawn {
         host: host.to_string(),
         program: program.to_string(),

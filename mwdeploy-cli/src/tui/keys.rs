@@ -15,7 +15,8 @@ const PAGE: usize = 10;
 pub(crate) enum Command {
     /// Tell the engine: an answer, pause, resume or a stop.
     Decide(Decision),
-    /// A manual pool change of one server, through the running engine.
+    /// A manual pool change of one server: through the running engine, or (the viewer)
+    /// as `mwdeploy pool` does when no deploy runs.
     Pool {
         /// The server.
         server: String,
@@ -37,10 +38,15 @@ fn plain(key: &KeyEvent, c: char) -> bool {
         && matches!(key.code, KeyCode::Char(k) if k.eq_ignore_ascii_case(&c))
 }
 
-/// A viewer's keys: look (select, the full log), close; nothing reaches the deploy,
-/// whose own terminal answers its prompts.
+/// A viewer's keys: look (select, the full log), the pool menu, close; nothing reaches
+/// the deploy, whose own terminal answers its prompts (the pool menu is the viewer's own
+/// change, refused while a deploy holds the lock).
 fn viewer_key(dash: &Dashboard, ui: &mut UiState, key: KeyEvent) -> Option<Command> {
     let rows = dash.rows().len();
+    if let Overlay::PoolMenu { row } = ui.overlay {
+        ui.overlay = Overlay::None;
+        return pool_choice(dash, row, &key);
+    }
     if let Overlay::Log { scroll, .. } = &mut ui.overlay {
         match key.code {
             KeyCode::Esc | KeyCode::Char('q') => ui.overlay = Overlay::None,
@@ -63,9 +69,29 @@ fn viewer_key(dash: &Dashboard, ui: &mut UiState, key: KeyEvent) -> Option<Comma
                 scroll: 0,
             }
         }
+        _ if ctrl(&key, 'r') && rows > 0 => ui.overlay = Overlay::PoolMenu { row: ui.selected },
         _ => {}
     }
     None
+}
+
+/// The pool menu's answer for the server of `row`: D depools, R repools, anything else
+/// cancels.
+fn pool_choice(dash: &Dashboard, row: usize, key: &KeyEvent) -> Option<Command> {
+    let server = dash.rows().get(row)?.name.clone();
+    if plain(key, 'd') {
+        Some(Command::Pool {
+            server,
+            depool: true,
+        })
+    } else if plain(key, 'r') {
+        Some(Command::Pool {
+            server,
+            depool: false,
+        })
+    } else {
+        None
+    }
 }
 
 /// Handles one key; returns what to tell the engine, if anything.
@@ -126,22 +152,7 @@ pub(crate) fn on_key(dash: &Dashboard, ui: &mut UiState, key: KeyEvent) -> Optio
             }
             None
         }
-        Overlay::PoolMenu { row } => {
-            let server = dash.rows().get(row)?.name.clone();
-            if plain(&key, 'd') {
-                Some(Command::Pool {
-                    server,
-                    depool: true,
-                })
-            } else if plain(&key, 'r') {
-                Some(Command::Pool {
-                    server,
-                    depool: false,
-                })
-            } else {
-                None
-            }
-        }
+        Overlay::PoolMenu { row } => pool_choice(dash, row, &key),
         Overlay::Log { .. } | Overlay::None => {
             if ctrl(&key, 'o') && rows > 0 {
                 ui.overlay = Overlay::Log {

@@ -10,7 +10,8 @@
 //!                        │ Command                     │ record batch, key, resize, 250 ms tick
 //!                        ▼                             ▼
 //!      Control (decide | pool | interrupt)      view::draw(frame, dash, ui, now)
-//!      = the engine's driver handle                    │
+//!      = the engine's driver handle (a viewer's:       │
+//!        pool only, its results back as records)       │
 //!                                                      ▼
 //!                                       terminal::TerminalGuard (raw mode, alternate screen;
 //!                                       restored on drop and on panic)
@@ -66,8 +67,10 @@ const INPUT_POLL: Duration = Duration::from_millis(100);
 pub(crate) trait Control: Sync {
     /// An answer to the open prompt, a pause, a resume or a stop.
     fn decide(&self, d: Decision);
-    /// A manual pool change of `server` (`depool`: out; else back in).
-    fn pool(&self, server: &str, depool: bool);
+    /// A manual pool change of `server` (`depool`: out; else back in). What comes of it
+    /// arrives as the deploy's records, or, where there is no deploy to record it (the
+    /// viewer), as records sent to `notes`, which the dashboard shows.
+    fn pool(&self, server: &str, depool: bool, notes: &UnboundedSender<Record>);
     /// Ctrl+C: stop gracefully, as on SIGINT (exit 130).
     fn interrupt(&self);
 }
@@ -80,7 +83,8 @@ pub(crate) struct TuiOptions {
     /// Colours (off with `NO_COLOR`).
     pub(crate) colour: bool,
     /// Watching a deploy that runs in another process (`mwdeploy` without flags): keys
-    /// only look (select, logs); q, Esc, Ctrl+C or Ctrl+X close the viewer.
+    /// look (select, logs) and open the pool menu (which works when no deploy holds the
+    /// lock); q, Esc, Ctrl+C or Ctrl+X close the viewer.
     pub(crate) viewer: bool,
 }
 
@@ -185,13 +189,18 @@ impl InputThread {
         let handle = std::thread::Builder::new()
             .name("mwdeploy-tui-input".into())
             .spawn(move || {
-                while !flag.load(Ordering::SeqCst) {
+                // A hung-up terminal reads as end of file at once, forever: the thread
+                // ends (closing the channel) instead of spinning on it.
+                while !flag.load(Ordering::SeqCst) && !crate::tty::check_stdin() {
                     let next = match term_event::poll(INPUT_POLL) {
                         Ok(false) => continue,
                         Ok(true) => term_event::read(),
                         Err(e) => Err(e),
                     };
                     let failed = next.is_err();
+                    if failed {
+                        crate::tty::check_stdin();
+                    }
                     if tx.send(next).is_err() || failed {
                         return;
                     }
@@ -232,8 +241,21 @@ async fn event_loop<B: Backend>(
     let mut input_open = true;
     // The prompt on screen and when it was first shown (monotonic, for its timeout).
     let mut shown: Option<(u64, tokio::time::Instant)> = None;
+    // What the control reports of the pool changes it makes itself (the viewer's).
+    let (notes_tx, mut notes) = mpsc::unbounded_channel();
     loop {
-        terminal.draw(|f| draw(f, &dash, &ui, SystemTime::now()))?;
+        // The terminal went away (SIGHUP, or it failed): close without touching it; the
+        // deploy goes on without a dashboard.
+        if crate::tty::is_gone() {
+            return Ok(());
+        }
+        if let Err(e) = terminal.draw(|f| draw(f, &dash, &ui, SystemTime::now())) {
+            return if crate::tty::check_stdin() {
+                Ok(())
+            } else {
+                Err(e)
+            };
+        }
         tokio::select! {
             r = records.recv(), if records_open => match r {
                 Some(r) => {
@@ -260,7 +282,7 @@ async fn event_loop<B: Backend>(
                             Command::Decide(d) => control.decide(d),
                             Command::Pool { server, depool } => {
                                 dash.pool_requested(&server, depool);
-                                control.pool(&server, depool);
+                                control.pool(&server, depool, &notes_tx);
                             }
                             Command::Interrupt => control.interrupt(),
                             Command::Close => return Ok(()),
@@ -270,13 +292,15 @@ async fn event_loop<B: Backend>(
                 // A resize, focus or mouse event: the redraw above the wait does it.
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => {
-                    // No keys any more: show the deploy to its end.
+                    // No keys any more: show the deploy to its end (unless the terminal
+                    // went away, which the top of the loop sees).
                     input_open = false;
                     if !records_open {
                         return Ok(());
                     }
                 }
             },
+            Some(r) = notes.recv() => dash.apply(&r),
             _ = tick.tick() => {}
         }
         // A prompt unanswered for PROMPT_TIMEOUT is No.

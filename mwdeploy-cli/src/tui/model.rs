@@ -434,9 +434,12 @@ impl Dashboard {
                 Some(s) => {
                     let i = self.row(s.as_str());
                     self.rows[i].push_log(ts, format!("warning: {}", clean(detail)));
-                    // The pool menu's answer (done, or why not) shows on the main screen.
+                    // The pool menu's answer (done, or why not) shows on the main screen,
+                    // and ends the request: the deploy's own pool changes of the server
+                    // after it are not its result.
                     if detail.starts_with("pool: ") {
                         self.notice = Some(clean(detail));
+                        self.pool_request = None;
                     }
                 }
                 None => self.notice = Some(format!("warning: {}", clean(detail))),

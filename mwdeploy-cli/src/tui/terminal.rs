@@ -1,6 +1,7 @@
 //! The terminal while the dashboard owns it: raw mode, the alternate screen, no cursor;
 //! and always given back, by [`TerminalGuard`]'s `Drop` and, on a panic, by a hook that
-//! restores it before the panic message is printed.
+//! restores it before the panic message is printed. A terminal that went away is not
+//! touched again: what is written to it is dropped ([`TtyOut`]).
 
 use std::io::{self, Stdout};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +15,8 @@ use ratatui::crossterm::terminal::{
 };
 use ratatui::Terminal;
 
+use crate::tty::TtyOut;
+
 /// Whether the terminal is in the dashboard's modes (so the panic hook restores it).
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 static HOOK: Once = Once::new();
@@ -21,7 +24,7 @@ static HOOK: Once = Once::new();
 /// The dashboard's terminal; restores the terminal when dropped.
 #[derive(Debug)]
 pub(crate) struct TerminalGuard {
-    terminal: Terminal<CrosstermBackend<Stdout>>,
+    terminal: Terminal<CrosstermBackend<TtyOut<Stdout>>>,
 }
 
 impl TerminalGuard {
@@ -31,7 +34,7 @@ impl TerminalGuard {
         enable_raw_mode()?;
         ACTIVE.store(true, Ordering::SeqCst);
         let setup = execute!(io::stdout(), EnterAlternateScreen, Hide)
-            .and_then(|()| Terminal::new(CrosstermBackend::new(io::stdout())));
+            .and_then(|()| Terminal::new(CrosstermBackend::new(TtyOut(io::stdout()))));
         match setup {
             Ok(terminal) => Ok(TerminalGuard { terminal }),
             Err(e) => {
@@ -42,7 +45,7 @@ impl TerminalGuard {
     }
 
     /// The ratatui terminal to draw on.
-    pub(crate) fn terminal(&mut self) -> &mut Terminal<CrosstermBackend<Stdout>> {
+    pub(crate) fn terminal(&mut self) -> &mut Terminal<CrosstermBackend<TtyOut<Stdout>>> {
         &mut self.terminal
     }
 }
@@ -54,10 +57,10 @@ impl Drop for TerminalGuard {
 }
 
 /// Gives the terminal back: raw mode off, main screen, cursor shown. Does nothing when the
-/// dashboard does not hold the terminal, so it is safe to call from anywhere, more than once
+/// terminal went away, or the dashboard does not hold it, so it is safe to call from anywhere, more than once
 /// (a signal path, say).
 pub(crate) fn restore() {
-    if ACTIVE.swap(false, Ordering::SeqCst) {
+    if ACTIVE.swap(false, Ordering::SeqCst) && !crate::tty::is_gone() {
         // Best effort: each step is tried even if one fails.
         let _ = disable_raw_mode();
         let _ = execute!(io::stdout(), LeaveAlternateScreen, Show);

@@ -710,6 +710,8 @@ fn ctrl_r_then_d_depools_the_selected_server() {
     on_key(&d, &mut ui, key(KeyCode::Down));
     assert_eq!(on_key(&d, &mut ui, ctrl('r')), None);
     assert_eq!(ui.overlay, Overlay::PoolMenu { row: 1 });
+    let s = screen(&d, &ui, 100, 30, at(100));
+    assert!(s.contains("[D] Depool"), "{s}");
     assert_eq!(
         on_key(&d, &mut ui, key(KeyCode::Char('d'))),
         Some(Command::Pool {
@@ -776,7 +778,7 @@ impl Control for Recorder {
     fn decide(&self, d: Decision) {
         self.0.lock().unwrap().push(format!("{d:?}"));
     }
-    fn pool(&self, server: &str, depool: bool) {
+    fn pool(&self, server: &str, depool: bool, _: &mpsc::UnboundedSender<Record>) {
         self.0
             .lock()
             .unwrap()
@@ -899,7 +901,6 @@ fn a_viewer_only_looks_and_closes_on_q() {
     // A prompt is shown but not answered from here.
     assert_eq!(on_key(&d, &mut ui, key(KeyCode::Char('y'))), None);
     assert_eq!(on_key(&d, &mut ui, key(KeyCode::Char('p'))), None);
-    assert_eq!(on_key(&d, &mut ui, ctrl('r')), None);
     assert_eq!(on_key(&d, &mut ui, key(KeyCode::Down)), None);
     assert_eq!(ui.selected, 1);
     assert_eq!(
@@ -907,4 +908,165 @@ fn a_viewer_only_looks_and_closes_on_q() {
         Some(Command::Close)
     );
     assert_eq!(on_key(&d, &mut ui, ctrl('c')), Some(Command::Close));
+}
+
+#[test]
+fn a_viewers_ctrl_r_opens_the_pool_menu_after_the_end_too() {
+    let d = finished();
+    let mut ui = UiState::new(false);
+    ui.viewer = true;
+    assert_eq!(on_key(&d, &mut ui, key(KeyCode::Down)), None);
+    assert_eq!(on_key(&d, &mut ui, ctrl('r')), None);
+    assert_eq!(ui.overlay, Overlay::PoolMenu { row: 1 });
+    let s = screen(&d, &ui, 100, 30, at(100));
+    assert!(s.contains("[D] Depool"), "{s}");
+    assert_eq!(
+        on_key(&d, &mut ui, key(KeyCode::Char('D'))),
+        Some(Command::Pool {
+            server: SERVERS[1].into(),
+            depool: true
+        })
+    );
+    assert_eq!(ui.overlay, Overlay::None);
+    on_key(&d, &mut ui, ctrl('r'));
+    assert_eq!(
+        on_key(&d, &mut ui, key(KeyCode::Char('r'))),
+        Some(Command::Pool {
+            server: SERVERS[1].into(),
+            depool: false
+        })
+    );
+    // N, Esc or q cancel the menu without closing the viewer.
+    for k in [KeyCode::Char('n'), KeyCode::Esc, KeyCode::Char('q')] {
+        on_key(&d, &mut ui, ctrl('r'));
+        assert_eq!(on_key(&d, &mut ui, key(k)), None, "{k:?}");
+        assert_eq!(ui.overlay, Overlay::None);
+    }
+    assert_eq!(on_key(&d, &mut ui, key(KeyCode::Esc)), Some(Command::Close));
+}
+
+/// A viewer's control that answers each pool change with `notes`, as the viewer's pool
+/// menu does from its task.
+struct Answering(Vec<Record>);
+
+impl Control for Answering {
+    fn decide(&self, _: Decision) {}
+    fn pool(&self, _: &str, _: bool, notes: &mpsc::UnboundedSender<Record>) {
+        for r in &self.0 {
+            notes.send(r.clone()).unwrap();
+        }
+    }
+    fn interrupt(&self) {}
+}
+
+/// The screen of a viewer of the finished deploy after Ctrl+R and `choice` on the first
+/// server, with `control` answering the change.
+async fn viewer_after_pool_key(control: Answering, choice: char) -> String {
+    let mut term = Terminal::new(TestBackend::new(100, 24)).unwrap();
+    let (rtx, mut rrx) = mpsc::unbounded_channel();
+    let (ktx, mut krx) = mpsc::unbounded_channel();
+    let opts = TuiOptions {
+        exit_when_done: false,
+        colour: false,
+        viewer: true,
+    };
+    rtx.send(state(1, SERVERS[0], ServerStatus::Done, None))
+        .unwrap();
+    let driver = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        ktx.send(Ok(TermEvent::Key(ctrl('r')))).unwrap();
+        ktx.send(Ok(TermEvent::Key(key(KeyCode::Char(choice)))))
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        ktx.send(Ok(TermEvent::Key(key(KeyCode::Char('q')))))
+            .unwrap();
+    };
+    let (res, ()) = tokio::join!(
+        event_loop(&mut term, &mut rrx, &mut krx, &control, opts),
+        driver
+    );
+    res.unwrap();
+    let buf = term.backend().buffer().clone();
+    let mut text = String::new();
+    for y in 0..buf.area.height {
+        for x in 0..buf.area.width {
+            text.push_str(buf[(x, y)].symbol());
+        }
+        text.push('\n');
+    }
+    text
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_viewers_pool_change_shows_its_result_on_the_row_and_the_notice() {
+    let pool = |phase, ok| {
+        rec(
+            9,
+            Event::Pool {
+                server: id(SERVERS[0]),
+                proxy: None,
+                backend: None,
+                action: mwdeploy_core::event::PoolAction::Depool,
+                phase,
+                ok,
+                detail: None,
+            },
+        )
+    };
+    use mwdeploy_core::event::PoolPhase;
+    let control = Answering(vec![
+        pool(PoolPhase::Intent, None),
+        pool(PoolPhase::Result, Some(true)),
+    ]);
+    let screen = viewer_after_pool_key(control, 'd').await;
+    assert!(
+        screen.contains(&format!("{}: depool: confirmed", SERVERS[0])),
+        "{screen}"
+    );
+    // The selected row's latest line says it too.
+    assert!(screen.contains("  depool: confirmed"), "{screen}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_viewers_refused_pool_change_says_why_on_screen() {
+    let refused = rec(
+        9,
+        Event::Warning {
+            server: Some(id(SERVERS[0])),
+            detail: "pool: refused while a deploy runs: use Ctrl+R on its own dashboard; lock \
+                     held by ops@lb (pid 7)"
+                .into(),
+        },
+    );
+    let screen = viewer_after_pool_key(Answering(vec![refused]), 'r').await;
+    assert!(
+        screen.contains("pool: refused while a deploy runs: use Ctrl+R on its own dashboard"),
+        "{screen}"
+    );
+}
+
+#[test]
+fn a_refused_pool_request_is_not_answered_by_the_deploys_own_pool_changes() {
+    let mut d = running(Layout::Releases);
+    d.pool_requested(SERVERS[0], true);
+    d.apply(&rec(
+        20,
+        Event::Warning {
+            server: Some(id(SERVERS[0])),
+            detail: "pool: refused while a deploy runs".into(),
+        },
+    ));
+    d.apply(&rec(
+        21,
+        Event::Pool {
+            server: id(SERVERS[0]),
+            proxy: Some("lb1".into()),
+            backend: Some("mediawiki".into()),
+            action: mwdeploy_core::event::PoolAction::Depool,
+            phase: mwdeploy_core::event::PoolPhase::Result,
+            ok: Some(true),
+            detail: None,
+        },
+    ));
+    assert_eq!(d.notice(), Some("pool: refused while a deploy runs"));
 }

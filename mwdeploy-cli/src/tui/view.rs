@@ -165,7 +165,8 @@ pub(crate) fn draw(frame: &mut Frame, dash: &Dashboard, ui: &UiState, now: Syste
     let lines = screen(dash, ui, now, area, st);
     frame.render_widget(Paragraph::new(lines), area);
 
-    if dash.is_over() {
+    // Once over, only a viewer's pool menu (it works after the deploy) covers the screen.
+    if dash.is_over() && !matches!(ui.overlay, Overlay::PoolMenu { .. }) {
         return;
     }
     if let Some(p) = ui.open_prompt(dash) {
@@ -341,7 +342,7 @@ fn screen(
 
 fn keys_line(dash: &Dashboard, ui: &UiState, st: Styles) -> Line<'static> {
     let text = if ui.viewer {
-        "  viewer (the deploy's own terminal answers its prompts):  [↑↓] select  [Ctrl+O] log  [q] close"
+        "  viewer (its terminal answers prompts)  [↑↓] select  [Ctrl+O] log  [Ctrl+R] pool  [q] close"
             .to_string()
     } else if dash.is_over() {
         "  The deploy has ended: press any key to close".to_string()
