@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -333,7 +334,9 @@ pub struct SshRunner {
     control: Arc<ControlDir>,
     base_args: Vec<String>,
     /// Whether the shared connection was opened (see [`SshRunner::connect`]).
-    opened: tokio::sync::Mutex<bool>,
+    opened: AtomicBool,
+    /// Held while it is being opened: the commands that come meanwhile wait for it.
+    opening: tokio::sync::Mutex<()>,
 }
 
 impl SshRunner {
@@ -384,7 +387,8 @@ impl SshRunner {
             target,
             control,
             base_args: args,
-            opened: tokio::sync::Mutex::new(false),
+            opened: AtomicBool::new(false),
+            opening: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -393,16 +397,41 @@ impl SshRunner {
     /// racing to become its master, and a caller can open it before it is needed (the
     /// handshake then costs nothing while a server is out of the pool). ssh's own
     /// failure (exit 255: refused, unreachable, host key) is returned as its `Output`.
+    ///
+    /// Bounded: a host that accepts the connection and never completes the handshake (a
+    /// hung sshd) fails it after twice `connect_timeout` and 5 s, as ssh's exit 255, and
+    /// so do the commands waiting for it.
     pub async fn connect(&self) -> Result<Option<Output>, ExecError> {
-        let mut opened = self.opened.lock().await;
-        if *opened {
+        if self.opened.load(Ordering::Acquire) {
             return Ok(None);
         }
-        let out = self.spawn(&Cmd::new(["true"]), &mut |_, _| {}).await?;
+        let bound = self.target.connect_timeout * 2 + Duration::from_secs(5);
+        let not_opened = |why: &str| {
+            Ok(Some(Output::new(
+                Some(255),
+                "",
+                format!(
+                    "ssh: no connection to {} within {bound:?}: {why}",
+                    self.host()
+                ),
+            )))
+        };
+        let Ok(_opening) = tokio::time::timeout(bound, self.opening.lock()).await else {
+            return not_opened("another command is still opening it");
+        };
+        if self.opened.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        let Ok(out) =
+            tokio::time::timeout(bound, self.spawn(&Cmd::new(["true"]), &mut |_, _| {})).await
+        else {
+            return not_opened("the handshake did not finish");
+        };
+        let out = out?;
         if out.code == Some(255) {
             return Ok(Some(out));
         }
-        *opened = true;
+        self.opened.store(true, Ordering::Release);
         Ok(None)
     }
 
@@ -425,7 +454,7 @@ impl SshRunner {
 
     /// Closes the shared connection (`ssh -O exit`), if one is open.
     pub async fn close(&self) {
-        *self.opened.lock().await = false;
+        self.opened.store(false, Ordering::Release);
         let mut c = tokio::process::Command::new("ssh");
         c.args(&self.base_args)
             .args(["-O", "exit", "--", &self.target.host])
