@@ -56,23 +56,7 @@ async fn depool_waits_for_a_slow_request_and_sends_no_new_request_to_the_server(
     assert_eq!(lb.status("mediawiki", "mw1"), "DRAIN");
 
     // While it drains, new requests go to mw2 only.
-    let hits_before = mw1.hits();
-    let fe = lb.frontend.clone();
-    let answers = tokio::task::spawn_blocking(move || {
-        (0..6)
-            .map(|_| get(&fe, "/wiki/Main_Page"))
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap();
-    for (code, body) in &answers {
-        assert_eq!((*code, body.as_str()), (200, "served by mw2"));
-    }
-    assert_eq!(
-        mw1.hits(),
-        hits_before,
-        "a new request reached the draining server"
-    );
+    only_mw2_answers(&lb, &mw1, "a new request reached the draining server").await;
     assert!(
         !depool.is_finished(),
         "the depool finished while a request was still in flight"
@@ -245,22 +229,7 @@ async fn a_server_gets_no_request_and_is_not_repooled_before_its_check_passed() 
     // Out of maintenance, checked, and sent no request while its check hangs.
     assert!(lb.status("mediawiki", "mw1").starts_with("DRAIN"));
     let hits_before = mw1.hits();
-    let fe = lb.frontend.clone();
-    let answers = tokio::task::spawn_blocking(move || {
-        (0..6)
-            .map(|_| get(&fe, "/wiki/Main_Page"))
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap();
-    for (code, body) in &answers {
-        assert_eq!((*code, body.as_str()), (200, "served by mw2"));
-    }
-    assert_eq!(
-        mw1.hits(),
-        hits_before,
-        "a request reached mw1 before its check"
-    );
+    only_mw2_answers(&lb, &mw1, "a request reached mw1 before its check").await;
     assert!(lb.status("mediawiki", "mw1").starts_with("DRAIN"));
 
     let err = tokio::time::timeout(GUARD, repool)
@@ -728,4 +697,22 @@ async fn status_shows_states_sessions_checks_and_drift_between_proxies() {
     ));
     assert_eq!(status.servers().count(), 3);
     mw1.release_holds();
+}
+
+/// Six requests through `lb`: every one answered by mw2, none reached `mw1` (`why` if one
+/// did).
+async fn only_mw2_answers(lb: &Haproxy, mw1: &Web, why: &str) {
+    let hits_before = mw1.hits();
+    let fe = lb.frontend.clone();
+    let answers = tokio::task::spawn_blocking(move || {
+        (0..6)
+            .map(|_| get(&fe, "/wiki/Main_Page"))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    for (code, body) in &answers {
+        assert_eq!((*code, body.as_str()), (200, "served by mw2"));
+    }
+    assert_eq!(mw1.hits(), hits_before, "{why}");
 }

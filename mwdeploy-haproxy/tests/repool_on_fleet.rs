@@ -5,7 +5,7 @@
 //! Nothing is skipped: a missing program fails the fleet's start with a message naming
 //! scripts/install-deps.sh.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use mwdeploy_core::ports::{PoolControl, Progress};
@@ -13,6 +13,11 @@ use mwdeploy_core::{PoolState, PortErrorKind, Server, ServerId};
 use mwdeploy_haproxy::stat::{parse_show_stat, RowKind};
 use mwdeploy_haproxy::{HaproxyConfig, HaproxyPool, Proxy, Transport};
 use testfleet::{Fault, Fleet};
+
+// Only its progress recorder is used here.
+#[allow(dead_code)]
+mod support;
+use support::recorder;
 
 const MW1: usize = 0;
 const GUARD: Duration = Duration::from_secs(60);
@@ -47,17 +52,6 @@ fn statuses(fleet: &Fleet) -> Vec<(String, String)> {
             (p.name().to_string(), row.status.clone())
         })
         .collect()
-}
-
-fn recorder(server: ServerId) -> (Progress, Arc<Mutex<Vec<String>>>) {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let l = lines.clone();
-    let progress = Progress::new(server, "pool", move |_, _, update| {
-        if let Some(line) = update.line {
-            l.lock().unwrap().push(line);
-        }
-    });
-    (progress, lines)
 }
 
 /// Repools mw1 while another task reads its status on every proxy every 20 ms: the
