@@ -64,7 +64,14 @@ impl Page {
 pub(crate) fn get(port: u16, path: &str, timeout: Duration) -> io::Result<Page> {
     let deadline = Instant::now() + timeout;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
+    // A signal meant for another thread of the caller can interrupt a call (EINTR):
+    // that is no answer from the server, so the call is made again.
+    let mut s = loop {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => break r?,
+        }
+    };
     let left = || {
         deadline
             .checked_duration_since(Instant::now())
@@ -85,6 +92,7 @@ pub(crate) fn get(port: u16, path: &str, timeout: Duration) -> io::Result<Page> 
         match s.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 return Err(io::Error::new(io::ErrorKind::TimedOut, "request timed out"))
             }

@@ -129,13 +129,23 @@ impl Drop for WebhookReceiver {
     }
 }
 
+/// One `read`, made again when a signal interrupted it (EINTR is no end of the request).
+fn read_some(conn: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match conn.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            r => return r,
+        }
+    }
+}
+
 fn serve(mut conn: TcpStream, shared: &Mutex<Shared>) -> io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
     conn.set_write_timeout(Some(Duration::from_secs(5)))?;
     let mut raw = Vec::new();
     let mut buf = [0u8; 8192];
     let end = loop {
-        let n = conn.read(&mut buf)?;
+        let n = read_some(&mut conn, &mut buf)?;
         if n == 0 {
             return Ok(());
         }
@@ -175,7 +185,7 @@ fn serve(mut conn: TcpStream, shared: &Mutex<Shared>) -> io::Result<()> {
     let mut body = raw[end + 4..].to_vec();
     if chunked {
         while !body.ends_with(b"0\r\n\r\n") {
-            let n = conn.read(&mut buf)?;
+            let n = read_some(&mut conn, &mut buf)?;
             if n == 0 {
                 break;
             }
@@ -184,7 +194,7 @@ fn serve(mut conn: TcpStream, shared: &Mutex<Shared>) -> io::Result<()> {
         body = dechunk(&body)?;
     } else {
         while body.len() < length {
-            let n = conn.read(&mut buf)?;
+            let n = read_some(&mut conn, &mut buf)?;
             if n == 0 {
                 break;
             }
