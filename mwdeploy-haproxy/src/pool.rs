@@ -703,6 +703,7 @@ impl HaproxyPool {
         loop {
             let rows = self.read_stat(proxy).await?;
             let mut waiting = None;
+            let mut readied = false;
             for (backend, step) in backends.iter().zip(steps.iter_mut()) {
                 let row = Self::row_in(proxy, &rows, backend, server)?;
                 if *step == RepoolStep::Checking && passed_check(row) {
@@ -713,6 +714,7 @@ impl HaproxyPool {
                         proxy.name
                     ));
                     *step = RepoolStep::Ready;
+                    readied = true;
                     // Served is confirmed on a later read; this row is from before.
                     waiting.get_or_insert((backend, row.clone(), None));
                 } else if (*step == RepoolStep::Checking || !serves(row))
@@ -755,6 +757,10 @@ impl HaproxyPool {
                     proxy.name
                 ));
                 last = now;
+            }
+            if readied {
+                // Made ready just now: read it back at once (it is still out of the pool).
+                continue;
             }
             let left = self.config.repool_timeout - waited;
             tokio::time::sleep(self.config.poll_interval.min(left)).await;
