@@ -186,8 +186,9 @@ fn ctrl_x_stops_gracefully_and_a_viewer_follows_from_another_terminal() {
     let deploy = Pane::start("deploy", &deploy_argv(&c, &["--exit-when-done"]));
     deploy.wait_for("mw1");
     let viewer = Pane::start("viewer", &[BIN, "-C", c.to_str().unwrap()]);
-    let screen = viewer.wait_for("viewer");
-    assert!(screen.contains("mw3"), "{screen}");
+    // Its first frame can come before the first journal read: wait for the servers.
+    let screen = viewer.wait_for("mw3");
+    assert!(screen.contains("viewer"), "{screen}");
     viewer.wait_for("3 succeeded");
     viewer.keys(&["q"]);
     assert_eq!(viewer.exit_status(), 0, "{}", viewer.screen());
@@ -389,7 +390,8 @@ fn the_viewers_pool_menu_is_refused_during_a_deploy_and_works_after_it() {
         journals_so_far(&fleet).contains(r#""event":"server_state""#)
     });
     let viewer = Pane::start("viewer-pool", &[BIN, "-C", c.to_str().unwrap()]);
-    viewer.wait_for("viewer");
+    // Its servers come with the first journal read, after its first frame.
+    viewer.wait_for("mw3");
     viewer.keys(&["C-r"]);
     viewer.wait_for("[D] Depool");
     viewer.keys(&["d"]);
