@@ -140,16 +140,7 @@ fn esc_at_the_failure_prompt_stops_the_deploy_with_nothing_left_out() {
     let fleet = fleet(3, Layout::Releases, 40);
     // mw2's page answers 500 while it serves the release stamped v2 (its post_activate
     // hook sets the fleet's page fault then), and is healthy again after the rollback.
-    let fault = fleet.servers()[1].dir().join("fault");
-    let script = "if grep -qs v2 \"$1\"/versions/*/includes/Stamp.php; \
-                  then echo 500 > \"$2\"; else rm -f \"$2\"; fi";
-    let hook = serde_json::json!(["sh", "-c", script, "sh", "{prod_path}", fault]);
-    let c = config(&fleet, Layout::Releases, |y| {
-        let mw2 = y.find("name: \"mw2\"").expect("mw2 in the config");
-        let hooks = mw2 + y[mw2..].find("post_activate:\n").unwrap();
-        let reload_end = hooks + y[hooks..].find("]\n").unwrap() + 2;
-        format!("{}        - {hook}\n{}", &y[..reload_end], &y[reload_end..])
-    });
+    let c = config(&fleet, Layout::Releases, mw2_fails_on(&fleet, "v2"));
     write_stamp(fleet.staging().path(), "v2").unwrap();
 
     let pane = Pane::start("esc", &deploy_argv(&c, &[]));

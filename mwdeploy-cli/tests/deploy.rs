@@ -91,19 +91,8 @@ fn a_rolling_rsync_deploy_reaches_every_server_without_a_failed_request() {
 #[test]
 fn a_failed_canary_is_rolled_back_and_repooled_and_the_prompt_without_a_terminal_aborts() {
     let fleet = fleet(3, Layout::Releases, 120);
-    // mw2's post_activate hook makes its page answer 500 while the release it serves
-    // holds stamp v3 (the fleet's page fault file), and takes the fault away otherwise:
-    // its canary fails after the switch and passes again after the rollback.
-    let fault = fleet.servers()[1].dir().join("fault");
-    let script = "if grep -qs v3 \"$1\"/versions/*/includes/Stamp.php; \
-                  then echo 500 > \"$2\"; else rm -f \"$2\"; fi";
-    let hook = serde_json::json!(["sh", "-c", script, "sh", "{prod_path}", fault]);
-    let c = config(&fleet, Layout::Releases, |y| {
-        let mw2 = y.find("name: \"mw2\"").expect("mw2 in the config");
-        let hooks = mw2 + y[mw2..].find("post_activate:\n").unwrap();
-        let reload_end = hooks + y[hooks..].find("]\n").unwrap() + 2;
-        format!("{}        - {hook}\n{}", &y[..reload_end], &y[reload_end..])
-    });
+    // mw2's canary fails on the release stamped v3 and passes after the rollback.
+    let c = config(&fleet, Layout::Releases, mw2_fails_on(&fleet, "v3"));
     write_stamp(fleet.staging().path(), "v3").unwrap();
 
     // No terminal (stdin is /dev/null): the prompt after the failure answers no.

@@ -123,3 +123,21 @@ pub(crate) fn stamps(fleet: &Fleet) -> Vec<String> {
         .map(|(s, stamp)| stamp.unwrap_or_else(|e| panic!("{s}: not one whole release: {e}")))
         .collect()
 }
+
+/// A config edit: mw2's `post_activate` hook makes its page answer 500 while the release it
+/// serves holds `stamp` (the fleet's page fault file) and takes the fault away otherwise,
+/// so its canary fails after the switch and passes again after a rollback.
+pub(crate) fn mw2_fails_on(fleet: &Fleet, stamp: &str) -> impl FnOnce(String) -> String {
+    let fault = fleet.servers()[1].dir().join("fault");
+    let script = format!(
+        "if grep -qs {stamp} \"$1\"/versions/*/includes/Stamp.php; \
+         then echo 500 > \"$2\"; else rm -f \"$2\"; fi"
+    );
+    let hook = serde_json::json!(["sh", "-c", script, "sh", "{prod_path}", fault]);
+    move |y: String| {
+        let mw2 = y.find("name: \"mw2\"").expect("mw2 in the config");
+        let hooks = mw2 + y[mw2..].find("post_activate:\n").unwrap();
+        let reload_end = hooks + y[hooks..].find("]\n").unwrap() + 2;
+        format!("{}        - {hook}\n{}", &y[..reload_end], &y[reload_end..])
+    }
+}

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::{describe, health_of, Mode, Phase, Rollout, Step, Timer};
+use super::{describe, Mode, Phase, Rollout, Step, Timer};
 use crate::action::{ActionKind, Outcome};
 use crate::error::PortErrorKind;
 use crate::event::{Event, PoolAction, PoolPhase, ServerStatus};
@@ -330,19 +330,7 @@ impl Rollout {
                 }
             }
             Step::Canary => {
-                let attempt = self.slots[i as usize].attempt;
-                let (ok, detail) = health_of(&outcome);
-                let status = match &outcome {
-                    Outcome::Health(Health::Unhealthy { status, .. }) => *status,
-                    _ => None,
-                };
-                self.events.push_back(Event::Canary {
-                    server: self.id(i).clone(),
-                    attempt,
-                    ok,
-                    status,
-                    detail: detail.clone(),
-                });
+                let (attempt, ok, detail) = self.canary_event(i, &outcome);
                 let attempts = self.plan.policy.canary.attempts;
                 if ok {
                     self.toward_repool(now, i);

@@ -4,10 +4,10 @@
 
 use std::time::Instant;
 
-use super::{health_of, Phase, Rollout, Step, Timer};
+use super::{Phase, Rollout, Step, Timer};
 use crate::action::{ActionKind, Outcome};
-use crate::event::{Event, PoolAction, PoolPhase};
-use crate::model::{Health, ServerId};
+use crate::event::{PoolAction, PoolPhase};
+use crate::model::ServerId;
 
 /// Why a server held out by the operator is reported at the end.
 const HELD: &str = "held out of the pool by the operator";
@@ -110,19 +110,7 @@ impl Rollout {
                 }
             }
             Step::ManualCanary => {
-                let attempt = self.slots[i as usize].attempt;
-                let (ok, detail) = health_of(&outcome);
-                let status = match &outcome {
-                    Outcome::Health(Health::Unhealthy { status, .. }) => *status,
-                    _ => None,
-                };
-                self.events.push_back(Event::Canary {
-                    server: name.clone(),
-                    attempt,
-                    ok,
-                    status,
-                    detail: detail.clone(),
-                });
+                let (attempt, ok, detail) = self.canary_event(i, &outcome);
                 if ok {
                     self.slots[i as usize].step = Step::ManualRepool;
                     self.pool_event(i, PoolAction::Repool, PoolPhase::Intent, None);

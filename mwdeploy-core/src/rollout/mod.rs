@@ -688,6 +688,27 @@ pub(super) fn describe(outcome: &Outcome) -> String {
 }
 
 /// Whether a canary outcome passed, and what it said.
+impl Rollout {
+    /// Records server `i`'s canary attempt from its outcome; returns the attempt's
+    /// number, whether it passed and what it said.
+    pub(super) fn canary_event(&mut self, i: u32, outcome: &Outcome) -> (u32, bool, String) {
+        let attempt = self.slots[i as usize].attempt;
+        let (ok, detail) = health_of(outcome);
+        let status = match outcome {
+            Outcome::Health(Health::Unhealthy { status, .. }) => *status,
+            _ => None,
+        };
+        self.events.push_back(Event::Canary {
+            server: self.id(i).clone(),
+            attempt,
+            ok,
+            status,
+            detail: detail.clone(),
+        });
+        (attempt, ok, detail)
+    }
+}
+
 pub(super) fn health_of(outcome: &Outcome) -> (bool, String) {
     match outcome {
         Outcome::Health(Health::Healthy) => (true, "healthy".to_string()),
