@@ -295,9 +295,23 @@ impl Fleet {
         let d = self.lock().sshd[i].take();
         if let Some(mut d) = d {
             // Its sessions (multiplexed connections included) go with it, as when a host
-            // dies. Frozen first: a session it forked after its tree was read would live on.
-            sys::freeze(d.pid());
+            // dies. Frozen first, the whole tree: a process forked after the tree was read
+            // would live on with the connection.
+            sys::freeze_tree(d.pid());
             stop_all(vec![(&mut d, "KILL")], Duration::ZERO);
+            // Anything still holding the port's server side escaped the tree (reparented
+            // mid-kill): it goes too, or the "cut" connection would keep working.
+            let port = self.servers[i].ssh_port;
+            sys::wait_until(Duration::from_secs(2), Duration::from_millis(5), || {
+                let left: Vec<u32> = sys::socket_owners(port)
+                    .into_iter()
+                    .filter(|p| sys::comm(*p).is_some_and(|c| c.starts_with("sshd")))
+                    .collect();
+                if !left.is_empty() {
+                    sys::signal(&left, "KILL");
+                }
+                left.is_empty()
+            });
         }
         self.record_pids();
     }

@@ -209,6 +209,88 @@ pub(crate) fn freeze(pid: u32) {
     });
 }
 
+/// Stops `pid` and every descendant, to a fixed point: a session that forked after the
+/// tree was read (sshd's privilege-separated child, a shell) is stopped on the next
+/// read, and a stopped process forks nothing more. Bounded by 2 s.
+pub(crate) fn freeze_tree(pid: u32) {
+    freeze(pid);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let running: Vec<u32> = descendants(pid)
+            .into_iter()
+            .filter(|p| stat(p.pid).is_some_and(|s| !matches!(s.state, 'T' | 't')))
+            .map(|p| p.pid)
+            .collect();
+        if running.is_empty() || Instant::now() >= deadline {
+            return;
+        }
+        signal(&running, "STOP");
+        wait_until(Duration::from_millis(200), Duration::from_millis(1), || {
+            running
+                .iter()
+                .all(|&p| stat(p).is_none_or(|s| matches!(s.state, 'T' | 't' | 'Z' | 'X')))
+        });
+    }
+}
+
+/// Pids of processes holding a TCP socket whose local port is `port` (a listener, or the
+/// server side of a connection), this process excluded.
+pub(crate) fn socket_owners(port: u16) -> Vec<u32> {
+    let mut inodes = BTreeSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = f
+                .get(1)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            // Inode 0: a socket no process holds any more (TIME_WAIT).
+            if let (Some(p), Some(inode)) = (local_port, f.get(9)) {
+                if p == port && *inode != "0" {
+                    inodes.insert(format!("socket:[{inode}]"));
+                }
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    let me = std::process::id();
+    let mut pids = Vec::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let holds = fs::read_dir(entry.path().join("fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| {
+                fs::read_link(fd.path())
+                    .is_ok_and(|l| inodes.contains(l.to_string_lossy().as_ref()))
+            });
+        if holds {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// The process's command name (`/proc/<pid>/comm`).
+pub(crate) fn comm(pid: u32) -> Option<String> {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|c| c.trim_end().to_string())
+}
+
 /// Whether that very process still runs (not a zombie, not a new process with its pid).
 pub(crate) fn is_running(p: ProcId) -> bool {
     proc_id(p.pid) == Some(p)
