@@ -144,6 +144,10 @@ async fn deploy<W: Write>(
     let mut transfer: Arc<dyn Transfer> = Arc::new(
         RsyncTransfer::new(rsync.clone(), hosts.clone(), scope.info)
             .and_then(|t| t.with_scope(scope.fleet))
+            .map(|t| match &scope.staging {
+                Some(staging) => t.sharing_count_of(staging),
+                None => t,
+            })
             .map_err(|e| CliError::Usage(format!("rsync: {e}")))?,
     );
     if plan.layout == Layout::Inplace {
@@ -174,6 +178,8 @@ async fn deploy<W: Write>(
 struct Scope {
     fleet: TransferScope,
     info: DeployInfo,
+    /// Staging's transfer, when staging was synced: it counted the tree already.
+    staging: Option<RsyncTransfer>,
 }
 
 /// Staging's work before production: pulls and patches on the checkout, the sync to
@@ -227,6 +233,7 @@ async fn prepare_staging(
     let probe = RsyncTransfer::new(rsync.clone(), hosts.clone(), info.clone())
         .map_err(|e| Stopped::Failed(format!("rsync: {e}")))?;
     let releases = config.layout == Layout::Releases && subtrees.is_some();
+    let mut staged = None;
     if let Some(staging) = staging {
         let base = if releases {
             probe
@@ -265,6 +272,7 @@ async fn prepare_staging(
             config.layout,
         )
         .await?;
+        staged = Some(transfer);
     }
     let fleet_base = if releases {
         probe.latest_release(&plan.servers).await.map_err(|e| {
@@ -279,5 +287,6 @@ async fn prepare_staging(
     Ok(Scope {
         fleet: scope_for(fleet_base),
         info,
+        staging: staged,
     })
 }

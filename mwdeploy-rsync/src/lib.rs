@@ -36,7 +36,8 @@
 //!   [`Scope::Subtrees`] is a targeted deploy: a hard-link copy of the live release with
 //!   only the subtrees synced, refused unless the live release is the fleet's latest.
 //!   In place (`Layout::Inplace`), `copy` does nothing, `activate` rsyncs into the live
-//!   tree with `--delay-updates`, and there is nothing to roll back to.
+//!   tree (with `--delay-updates` when the tree keeps serving meanwhile: a server not
+//!   taken out of the pool), and there is nothing to roll back to.
 //! - [`Hooks`] implements core's [`Hook`](mwdeploy_core::ports::Hook): argv lists per
 //!   hook point with `{server}`, `{release}`, `{release_path}`, `{prod_path}`.
 //! - Every command on a server goes through the shared runner of core's

@@ -88,6 +88,23 @@ impl RsyncTransfer {
         Ok(self)
     }
 
+    /// The same transfer, taking the size of the staging tree that `other` counted for
+    /// its room checks, when `other` copies the same tree (same staging path, subtrees,
+    /// excludes and shared folders: staging's own transfer, say). The fleet's first
+    /// server then does not wait, out of the pool, for a second walk of staging.
+    pub fn sharing_count_of(self, other: &RsyncTransfer) -> Self {
+        let (a, b) = (&self.config, &other.config);
+        let same = a.staging_path == b.staging_path
+            && a.excludes == b.excludes
+            && a.shared_dirs == b.shared_dirs
+            && self.subtrees() == other.subtrees();
+        if let (true, Some(bytes)) = (same, other.tree_bytes.get()) {
+            // Empty: a fresh cell, or one this transfer filled with the same count.
+            let _ = self.tree_bytes.set(*bytes);
+        }
+        self
+    }
+
     /// Its settings.
     pub fn config(&self) -> &RsyncConfig {
         &self.config
@@ -122,6 +139,7 @@ impl RsyncTransfer {
             dest: self.dest(server, dest)?,
             link_dest,
             in_place,
+            delay_updates: in_place && serves_while_copied(server),
             remote_sudo: self.hosts.sudo(),
         };
         Ok(job.argv())
@@ -462,6 +480,7 @@ impl RsyncTransfer {
             dest: self.dest(server, partial.clone())?,
             link_dest,
             in_place: false,
+            delay_updates: false,
             remote_sudo: self.hosts.sudo(),
         };
         self.run_rsync(server, &remote, job, progress).await?;
@@ -725,7 +744,12 @@ impl RsyncTransfer {
     ) -> Result<(), RsyncError> {
         let paths = self.paths(server)?;
         let remote = Remote::new(&self.hosts, server)?;
-        let ins = remote.inspect(&paths).await?;
+        // Both only read: one round trip for the two (the server is out of the pool).
+        let (ins, room) = tokio::join!(
+            remote.inspect(&paths),
+            self.check_room(server, &remote, &paths)
+        );
+        let ins = ins?;
         match &ins.live {
             LiveState::Link(target) => {
                 return Err(RsyncError::Layout {
@@ -747,7 +771,7 @@ impl RsyncTransfer {
             }
             LiveState::Directory { .. } | LiveState::Missing => {}
         }
-        self.check_room(server, &remote, &paths).await?;
+        room?;
         let manifest_path = paths.prod.join(MANIFEST_FILE);
         // A copy cut short must not claim the release it did not finish.
         remote
@@ -759,6 +783,7 @@ impl RsyncTransfer {
             dest: self.dest(server, paths.prod.clone())?,
             link_dest: None,
             in_place: true,
+            delay_updates: serves_while_copied(server),
             remote_sudo: self.hosts.sudo(),
         };
         self.run_rsync(server, &remote, job, progress).await?;
@@ -1010,5 +1035,70 @@ impl Transfer for RsyncTransfer {
 
     fn can_rollback(&self) -> bool {
         self.config.layout == Layout::Releases
+    }
+}
+
+/// Whether the live tree keeps serving while it is copied into in place: a server the
+/// engine does not take out of the pool first (`pooled: false`: staging, job runners,
+/// every server without `--rollout`). An in-place activation of a pooled server runs
+/// between its depool and its repool.
+fn serves_while_copied(server: &Server) -> bool {
+    !server.pooled
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mwdeploy_core::exec::SshDefaults;
+    use std::path::Path;
+
+    fn transfer(staging: &Path, excludes: &[&str]) -> RsyncTransfer {
+        let mut c = RsyncConfig::new(staging, "/srv/mediawiki", Layout::Inplace);
+        c.excludes = excludes.iter().map(|e| e.to_string()).collect();
+        let hosts = Arc::new(Hosts::new(SshDefaults::new("deploy")).unwrap());
+        RsyncTransfer::new(c, hosts, DeployInfo::new("d1")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_tree_counted_once_is_shared_only_with_a_transfer_of_the_same_tree() {
+        let staging = std::env::temp_dir().join(format!("mwdeploy-count-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(staging.join("config")).unwrap();
+        std::fs::write(staging.join("config/a.php"), [b'a'; 10_000]).unwrap();
+        let staged = transfer(&staging, &[]);
+        let counted = staged.tree_bytes().await.unwrap();
+        // Grown after the count: a transfer sharing it does not walk the tree again.
+        std::fs::write(staging.join("config/b.php"), [b'b'; 20_000]).unwrap();
+        let now = transfer(&staging, &[]).tree_bytes().await.unwrap();
+        assert!(now > counted, "{now} > {counted}");
+        let same = transfer(&staging, &[]).sharing_count_of(&staged);
+        assert_eq!(same.tree_bytes().await.unwrap(), counted);
+        // Another tree (its own excludes, its own subtrees) counts its own, and nothing
+        // is taken from a transfer that has not counted yet.
+        let fresh = |excludes: &'static [&'static str]| {
+            let staging = staging.clone();
+            async move { transfer(&staging, excludes).tree_bytes().await.unwrap() }
+        };
+        let other = transfer(&staging, &["/config/a.php"]).sharing_count_of(&staged);
+        assert_eq!(
+            other.tree_bytes().await.unwrap(),
+            fresh(&["/config/a.php"]).await
+        );
+        let other = transfer(&staging, &[]).sharing_count_of(&transfer(&staging, &[]));
+        assert_eq!(other.tree_bytes().await.unwrap(), now);
+        let subtree = || {
+            transfer(&staging, &[])
+                .with_scope(Scope::subtrees(
+                    vec![TreePath::new("config").unwrap()],
+                    None,
+                ))
+                .unwrap()
+        };
+        let sub = subtree().sharing_count_of(&staged);
+        assert_eq!(
+            sub.tree_bytes().await.unwrap(),
+            subtree().tree_bytes().await.unwrap()
+        );
+        std::fs::remove_dir_all(&staging).unwrap();
     }
 }

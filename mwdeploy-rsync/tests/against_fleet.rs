@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
 use mwdeploy_core::conformance::transfer_copy_activate_rollback;
-use mwdeploy_core::ports::{Hook, Transfer};
+use mwdeploy_core::ports::{Hook, ProgressUpdate, Transfer};
 use mwdeploy_core::{HookPoint, Layout, PortErrorKind};
 use mwdeploy_rsync::{Hooks, Live, ManifestScope, RsyncError, Scope, TreePath, MANIFEST_FILE};
 use support::*;
@@ -697,15 +697,38 @@ async fn in_place_copies_into_the_live_tree_at_activation_and_has_nothing_to_rol
         .unwrap()
         .iter()
         .any(|u| u.percent == Some(100.0)));
+    // Out of the pool (the engine depools a pooled server first): deletions wait for
+    // the new files, but nothing pays for putting every file in place at the end.
+    let argv = rsync_line(&seen.lock().unwrap());
+    assert!(argv.contains(" --delete-delay "), "{argv}");
+    assert!(!argv.contains("--delay-updates"), "{argv}");
     site.reload().unwrap();
     assert_eq!(stamp(&fleet, 0), "r1");
     assert!(
         !site.live_path().join(".git").exists(),
         ".git is not shipped"
     );
+    // A server that keeps serving while it is copied (no pool: no --rollout, a job
+    // runner, staging) gets its new files in place together.
+    let mut serving = mw1.clone();
+    serving.pooled = false;
+    write_stamp(fleet.staging().path(), "r1b").unwrap();
+    let (progress_b, seen_b) = recorder(&serving);
+    let r3 = release(3);
+    within(
+        "in-place sync of a serving tree",
+        t.activate(&serving, &r3, &progress_b),
+    )
+    .await
+    .unwrap();
+    let argv = rsync_line(&seen_b.lock().unwrap());
+    assert!(argv.contains(" --delay-updates "), "{argv}");
+    assert!(argv.contains(" --delete-delay "), "{argv}");
+    site.reload().unwrap();
+    assert_eq!(stamp(&fleet, 0), "r1b");
     match t.releases(&mw1).await.unwrap().live {
         Live::Directory { manifest: Some(m) } => {
-            assert_eq!((m.id, m.scope), (r1.clone(), ManifestScope::Full))
+            assert_eq!((m.id, m.scope), (r3.clone(), ManifestScope::Full))
         }
         other => panic!("{other:?}"),
     }
@@ -715,6 +738,15 @@ async fn in_place_copies_into_the_live_tree_at_activation_and_has_nothing_to_rol
     transfer_copy_activate_rollback(&t, &mw1, &release(2))
         .await
         .unwrap();
+}
+
+/// The rsync command a step showed (`$ rsync ...`).
+fn rsync_line(seen: &[ProgressUpdate]) -> String {
+    seen.iter()
+        .filter_map(|u| u.line.as_deref())
+        .find(|l| l.starts_with("$ rsync "))
+        .unwrap_or_else(|| panic!("no rsync command shown: {seen:?}"))
+        .to_string()
 }
 
 #[tokio::test]
