@@ -863,8 +863,12 @@ impl Hosts {
             let runners = self.runners.lock().unwrap_or_else(|e| e.into_inner());
             runners.values().cloned().collect()
         };
+        // All at once: each is a round trip to its master, and a deploy that finished
+        // should not wait for them one by one.
+        let mut closing = tokio::task::JoinSet::new();
         for r in all {
-            r.close().await;
+            closing.spawn(async move { r.close().await });
         }
+        while closing.join_next().await.is_some() {}
     }
 }
