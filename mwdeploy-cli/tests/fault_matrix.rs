@@ -276,11 +276,13 @@ fn cases(layout: Layout) -> Vec<Case> {
                         && r["detail"].as_str().is_some_and(|d| d.contains("lb2"))
                 })
             }),
-        // mw1's page fails while it is out but its canary asks mw2: the canary passes,
-        // HAProxy's checks never see mw1 healthy, so the repool must time out and mw1 be
-        // kept out and reported (fixed, RELIABILITY.md known failure 2: the repool no
-        // longer forces HAProxy's health UP; it leaves maintenance through DRAIN and
-        // makes the server ready only once HAProxy's own check passed).
+        // mw1's page hangs while it is out but its canary asks mw2: the canary passes,
+        // HAProxy's checks of mw1 never answer (each takes its 1 s `timeout check`), so
+        // the repool must time out and mw1 be kept out and reported (fixed,
+        // RELIABILITY.md known failure 2: the repool no longer forces HAProxy's health
+        // UP; it leaves maintenance through DRAIN and makes the server ready only once
+        // HAProxy's own check passed). `repool_server_dies` below is the other end: checks
+        // that fail outright end the repool before its bound.
         Case::new("repool_timeout", "repool")
             .on_failure("continue")
             .edit(|c, _, y| {
@@ -288,26 +290,42 @@ fn cases(layout: Layout) -> Vec<Case> {
                     c.fleet.servers()[MW1].canary_url(),
                     c.fleet.servers()[1].canary_url(),
                 );
+                // Below two check timeouts (1 s each): no check passes or fails in time.
                 rollout(
                     &edit_server(&y, "mw1", |s| s.replace(&u1, &u2)),
-                    "  repool_timeout: \"2s\"\n",
+                    "  repool_timeout: \"1s\"\n",
                 )
             })
             .at(
                 move |r| is_state(r, "mw1", if rel { "activating" } else { "transferring" }),
-                |c| c.inject(Fault::PageError(MW1)),
+                |c| c.inject(Fault::PageHang(MW1)),
             )
-            .exercised(|l| has(l, "mw1 repooling", |r| is_state(r, "mw1", "repooling")))
+            .exercised(|l| {
+                has(l, "mw1's repool not confirmed within its bound", |r| {
+                    r["server"] == "mw1"
+                        && r["detail"]
+                            .as_str()
+                            .is_some_and(|d| d.contains("not confirmed serving"))
+                })
+            })
             .expect(1, &[("mw1", "failed"), ("mw2", "skipped")]),
         // The same seen from a real failure: mw1's php-fpm dies between its passed canary
-        // and its repool: its check fails in DRAIN, it is put back in maintenance.
+        // and its repool: its checks fail in DRAIN, HAProxy has it DOWN, and it is put
+        // back in maintenance then, without waiting for the repool's bound.
         Case::new("repool_server_dies", "repool")
-            .edit(|_, _, y| rollout(&y, "  repool_timeout: \"3s\"\n"))
+            .edit(|_, _, y| rollout(&y, "  repool_timeout: \"30s\"\n"))
             .at(
                 |r| is_event(r, "canary", "mw1") && r["ok"] == true,
                 |c| c.inject(Fault::PhpFpmDown(MW1)),
             )
-            .exercised(|l| has(l, "mw1 repooling", |r| is_state(r, "mw1", "repooling")))
+            .exercised(|l| {
+                has(l, "mw1's repool failed by HAProxy's checks", |r| {
+                    r["server"] == "mw1"
+                        && r["detail"]
+                            .as_str()
+                            .is_some_and(|d| d.contains("failed HAProxy's health check"))
+                })
+            })
             .expect(1, &[("mw1", "failed"), ("mw2", "skipped")]),
         Case::new("repool_hang", "repool")
             .edit(|_, _, y| rollout(&y, "  repool_timeout: \"2s\"\n"))

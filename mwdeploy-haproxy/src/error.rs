@@ -182,6 +182,25 @@ pub enum HaproxyError {
         /// Whether it was put back in maintenance on that proxy.
         kept_out: bool,
     },
+    /// A repool: HAProxy's own checks failed the server, as many times in a row as its
+    /// `rise` (from the health a server leaving maintenance starts with down to none), before
+    /// one passed: it is down, with no wait for `repool_timeout`. It was put back in
+    /// maintenance on that proxy, unless `kept_out` is false.
+    #[error("proxy {proxy}: {server} failed HAProxy's health check after leaving maintenance ({waited:?}): status {status:?}, check {check}; {}", if *kept_out { "put back in maintenance" } else { "NOT put back in maintenance" })]
+    CheckFailed {
+        /// The proxy.
+        proxy: String,
+        /// The server as HAProxy addresses it: `backend/server`.
+        server: String,
+        /// Its status in HAProxy's words (`DOWN`).
+        status: String,
+        /// Its last health check (`L7STS Layer7 wrong status`).
+        check: String,
+        /// How long after leaving maintenance.
+        waited: Duration,
+        /// Whether it was put back in maintenance on that proxy.
+        kept_out: bool,
+    },
     /// A command was accepted but the server's state did not follow.
     #[error("proxy {proxy}: {server} is {status:?} after `{command}`")]
     NotConfirmed {
@@ -272,6 +291,7 @@ impl HaproxyError {
             | NoSuchBackend { proxy, .. }
             | NoSuchServer { proxy, .. }
             | NotServing { proxy, .. }
+            | CheckFailed { proxy, .. }
             | NotConfirmed { proxy, .. } => Some(proxy),
             DepoolRolledBack { failed, .. } => failed.proxy(),
             NotPooled { .. }
@@ -291,7 +311,7 @@ impl HaproxyError {
             }
             NoAnswer { .. } | NotServing { .. } => PortErrorKind::Timeout,
             Refused { reason, .. } => reason.kind(),
-            BadAnswer { .. } | NoSuchServer { .. } | NotConfirmed { .. } => {
+            BadAnswer { .. } | NoSuchServer { .. } | NotConfirmed { .. } | CheckFailed { .. } => {
                 PortErrorKind::Permanent
             }
             SocketMissing { .. }
@@ -387,6 +407,27 @@ mod tests {
         }
         let text = not_serving(false).to_string();
         assert!(text.ends_with("NOT put back in maintenance"), "{text}");
+
+        // Taken down by HAProxy's checks before the bound: a failure, not a timeout.
+        let failed = HaproxyError::CheckFailed {
+            proxy: "lb2".into(),
+            server: "mediawiki/mw1".into(),
+            status: "DOWN".into(),
+            check: "L7STS Layer7 wrong status".into(),
+            waited: Duration::from_millis(600),
+            kept_out: true,
+        };
+        assert_eq!(failed.kind(), PortErrorKind::Permanent);
+        assert_eq!(failed.proxy(), Some("lb2"));
+        let text = failed.to_string();
+        for part in [
+            "mediawiki/mw1 failed HAProxy's health check after leaving maintenance",
+            "\"DOWN\"",
+            "L7STS Layer7 wrong status",
+            "; put back in maintenance",
+        ] {
+            assert!(text.contains(part), "{part}: {text}");
+        }
     }
 
     #[test]

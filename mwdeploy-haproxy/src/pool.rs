@@ -728,6 +728,24 @@ impl HaproxyPool {
                 break;
             };
             let waited = start.elapsed();
+            if step == Some(RepoolStep::Checking) && checks_failed(&row) {
+                // Down by HAProxy's own checks: no point waiting for the timeout.
+                let not_kept_out = self.back_in_maint(proxy, server, &backends).await;
+                if let Some(why) = &not_kept_out {
+                    say(format!(
+                        "proxy {}: {server} NOT put back in maintenance: {why}",
+                        proxy.name
+                    ));
+                }
+                return Err(HaproxyError::CheckFailed {
+                    proxy: proxy.name.clone(),
+                    server: format!("{backend}/{server}"),
+                    status: row.status.clone(),
+                    check: row.check_text(),
+                    waited,
+                    kept_out: not_kept_out.is_none(),
+                });
+            }
             if waited >= self.config.repool_timeout {
                 // Definitely out: no request for a server HAProxy's check rejects.
                 let not_kept_out = self.back_in_maint(proxy, server, &backends).await;
@@ -859,6 +877,12 @@ fn passed_check(row: &StatRow) -> bool {
         Status::Drain | Status::Up => health_full(row),
         _ => false,
     }
+}
+
+/// Whether HAProxy's checks took a server that left maintenance (with its health at
+/// `rise`) all the way down (health 0): `rise` failed checks in a row, none passed.
+fn checks_failed(row: &StatRow) -> bool {
+    row.status_word() == Status::Down && row.check_health.is_some_and(|(h, _, _)| h == 0)
 }
 
 /// Whether HAProxy serves the server after `state ready`: without a check, at once;
