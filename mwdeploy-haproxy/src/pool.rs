@@ -728,8 +728,10 @@ impl HaproxyPool {
                 break;
             };
             let waited = start.elapsed();
-            if step == Some(RepoolStep::Checking) && checks_failed(&row) {
-                // Down by HAProxy's own checks: no point waiting for the timeout.
+            let failed_checks = step == Some(RepoolStep::Checking) && checks_failed(&row);
+            if failed_checks || waited >= self.config.repool_timeout {
+                // Definitely out: no request for a server HAProxy's check rejects (down by
+                // its own checks, there is no point waiting for the timeout).
                 let not_kept_out = self.back_in_maint(proxy, server, &backends).await;
                 if let Some(why) = &not_kept_out {
                     say(format!(
@@ -737,31 +739,27 @@ impl HaproxyPool {
                         proxy.name
                     ));
                 }
-                return Err(HaproxyError::CheckFailed {
-                    proxy: proxy.name.clone(),
-                    server: format!("{backend}/{server}"),
-                    status: row.status.clone(),
-                    check: row.check_text(),
-                    waited,
-                    kept_out: not_kept_out.is_none(),
-                });
-            }
-            if waited >= self.config.repool_timeout {
-                // Definitely out: no request for a server HAProxy's check rejects.
-                let not_kept_out = self.back_in_maint(proxy, server, &backends).await;
-                if let Some(why) = &not_kept_out {
-                    say(format!(
-                        "proxy {}: {server} NOT put back in maintenance: {why}",
-                        proxy.name
-                    ));
-                }
-                return Err(HaproxyError::NotServing {
-                    proxy: proxy.name.clone(),
-                    server: format!("{backend}/{server}"),
-                    status: row.status.clone(),
-                    check: row.check_text(),
-                    waited,
-                    kept_out: not_kept_out.is_none(),
+                let (proxy, server) = (proxy.name.clone(), format!("{backend}/{server}"));
+                let (status, check) = (row.status.clone(), row.check_text());
+                let kept_out = not_kept_out.is_none();
+                return Err(if failed_checks {
+                    HaproxyError::CheckFailed {
+                        proxy,
+                        server,
+                        status,
+                        check,
+                        waited,
+                        kept_out,
+                    }
+                } else {
+                    HaproxyError::NotServing {
+                        proxy,
+                        server,
+                        status,
+                        check,
+                        waited,
+                        kept_out,
+                    }
                 });
             }
             let now = format!("{} (last check {})", row.status, row.check_text());

@@ -234,8 +234,11 @@ pub(crate) fn freeze_tree(pid: u32) {
 }
 
 /// Pids of processes holding a TCP socket whose local port is `port` (a listener, or the
-/// server side of a connection), this process excluded.
-pub(crate) fn socket_owners(port: u16) -> Vec<u32> {
+/// server side of a connection), this process excluded: after [`Fault::SshDown`], none
+/// may hold a server's ssh port.
+///
+/// [`Fault::SshDown`]: crate::Fault::SshDown
+pub fn socket_owners(port: u16) -> Vec<u32> {
     let mut inodes = BTreeSet::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let text = fs::read_to_string(table).unwrap_or_default();

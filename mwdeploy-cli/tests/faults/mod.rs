@@ -213,7 +213,7 @@ impl<'a> Ctx<'a> {
     pub(crate) fn cut_ssh(&self, i: usize) {
         self.inject(Fault::SshDown(i));
         let port = self.fleet.servers()[i].ssh_port();
-        let left = socket_owners(port);
+        let left = testfleet::socket_owners(port);
         assert!(
             left.is_empty(),
             "Fault::SshDown({i}) left processes {left:?} with a socket on ssh port {port}"
@@ -256,48 +256,6 @@ impl<'a> Ctx<'a> {
         self.silent.lock().unwrap().clear();
         self.held.lock().unwrap().clear();
     }
-}
-
-/// Processes (not this one) holding a TCP socket whose local port is `port`.
-fn socket_owners(port: u16) -> Vec<u32> {
-    let mut inodes = std::collections::BTreeSet::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let t = std::fs::read_to_string(table).unwrap_or_default();
-        for l in t.lines().skip(1) {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let local_port = f
-                .get(1)
-                .and_then(|a| a.rsplit(':').next())
-                .and_then(|p| u16::from_str_radix(p, 16).ok());
-            if local_port == Some(port) {
-                if let Some(inode) = f.get(9).filter(|i| **i != "0") {
-                    inodes.insert(format!("socket:[{inode}]"));
-                }
-            }
-        }
-    }
-    let me = std::process::id();
-    let mut pids = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let holds = std::fs::read_dir(e.path().join("fd"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|fd| {
-                std::fs::read_link(fd.path())
-                    .is_ok_and(|l| inodes.contains(l.to_string_lossy().as_ref()))
-            });
-        if holds {
-            pids.push(pid);
-        }
-    }
-    pids
 }
 
 /// `pid` and every process under it (from /proc).
