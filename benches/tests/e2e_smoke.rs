@@ -34,6 +34,7 @@ fn the_smoke_run_completes_and_reports_every_scenario() {
     for metric in [
         "| wall time |",
         "| out of service per server (median) |",
+        "| of which in maintenance (median) |",
         "| servers out of the pool at once (max) |",
         "| ssh connections opened |",
         "| failed requests |",
@@ -44,6 +45,10 @@ fn the_smoke_run_completes_and_reports_every_scenario() {
             "{metric:?} once per scenario in:\n{out}"
         );
     }
+    assert!(
+        out.contains("For reference: in maintenance only"),
+        "no reference line in:\n{out}"
+    );
     eprintln!(
         "e2e --smoke took {:.1} s\n{err}",
         began.elapsed().as_secs_f64()

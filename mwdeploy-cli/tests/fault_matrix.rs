@@ -309,14 +309,26 @@ fn cases(layout: Layout) -> Vec<Case> {
                 })
             })
             .expect(1, &[("mw1", "failed"), ("mw2", "skipped")]),
-        // The same seen from a real failure: mw1's php-fpm dies between its passed canary
-        // and its repool: its checks fail in DRAIN, HAProxy has it DOWN, and it is put
-        // back in maintenance then, without waiting for the repool's bound.
+        // The same with checks that fail outright: mw1's web server stops while it is out
+        // (its canary asks mw2 and passes), so HAProxy's checks are refused in DRAIN, it
+        // has mw1 DOWN, and mw1 is put back in maintenance then, without waiting for the
+        // repool's 30 s bound. (Killed at its passed canary instead, as this case first
+        // did, mw1 could pass one proxy's check before the kill landed: then it is served
+        // and dies in the pool, which no repool can prevent; CI caught that race.)
         Case::new("repool_server_dies", "repool")
-            .edit(|_, _, y| rollout(&y, "  repool_timeout: \"30s\"\n"))
+            .edit(|c, _, y| {
+                let (u1, u2) = (
+                    c.fleet.servers()[MW1].canary_url(),
+                    c.fleet.servers()[1].canary_url(),
+                );
+                rollout(
+                    &edit_server(&y, "mw1", |s| s.replace(&u1, &u2)),
+                    "  repool_timeout: \"30s\"\n",
+                )
+            })
             .at(
-                |r| is_event(r, "canary", "mw1") && r["ok"] == true,
-                |c| c.inject(Fault::PhpFpmDown(MW1)),
+                move |r| is_state(r, "mw1", if rel { "activating" } else { "transferring" }),
+                |c| c.inject(Fault::WebServerDown(MW1)),
             )
             .exercised(|l| {
                 has(l, "mw1's repool failed by HAProxy's checks", |r| {

@@ -306,6 +306,9 @@ pub struct ServerOut {
     pub longest_out: Duration,
     /// How many times it went out.
     pub times_out: u32,
+    /// The part of `time_out` it spent in maintenance (MAINT) on some proxy: a deploy's
+    /// window without the drain before it and the wait for a health check after it.
+    pub time_in_maint: Duration,
 }
 
 /// What a [`PoolMonitor`] saw.
@@ -333,6 +336,7 @@ pub struct PoolReport {
 struct PoolState {
     report: PoolReport,
     out_since: BTreeMap<String, Instant>,
+    maint_since: BTreeMap<String, Instant>,
 }
 
 /// Samples every server's state on every proxy through the admin sockets
@@ -362,6 +366,7 @@ impl PoolMonitor {
         let state = Arc::new(Mutex::new(PoolState {
             report,
             out_since: BTreeMap::new(),
+            maint_since: BTreeMap::new(),
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -398,6 +403,11 @@ impl PoolMonitor {
                 o.longest_out = o.longest_out.max(d);
             }
         }
+        for (name, since) in &s.maint_since {
+            if let Some(o) = r.servers.get_mut(name) {
+                o.time_in_maint += now - *since;
+            }
+        }
         r.elapsed = self.started.elapsed();
         r
     }
@@ -424,10 +434,17 @@ impl Drop for PoolMonitor {
 
 fn sample(state: &Mutex<PoolState>, proxies: &[Proxy]) {
     let mut out_any: BTreeSet<String> = BTreeSet::new();
+    let mut maint_any: BTreeSet<String> = BTreeSet::new();
     let mut per_proxy: Vec<(String, Option<usize>)> = Vec::new();
     for p in proxies {
         match p.server_states() {
             Ok(states) => {
+                maint_any.extend(
+                    states
+                        .iter()
+                        .filter(|s| s.state == mwdeploy_core::PoolState::Maint)
+                        .map(|s| s.name.clone()),
+                );
                 let out: Vec<String> = states
                     .into_iter()
                     .filter(|s| !s.in_pool())
@@ -443,7 +460,11 @@ fn sample(state: &Mutex<PoolState>, proxies: &[Proxy]) {
     let Ok(mut s) = state.lock() else {
         return;
     };
-    let PoolState { report, out_since } = &mut *s;
+    let PoolState {
+        report,
+        out_since,
+        maint_since,
+    } = &mut *s;
     report.samples += 1;
     let answered = per_proxy.iter().any(|(_, out)| out.is_some());
     for (name, out) in per_proxy {
@@ -480,6 +501,19 @@ fn sample(state: &Mutex<PoolState>, proxies: &[Proxy]) {
             let d = now - since;
             o.time_out += d;
             o.longest_out = o.longest_out.max(d);
+        }
+    }
+    for name in &maint_any {
+        maint_since.entry(name.clone()).or_insert(now);
+    }
+    let left_maint: Vec<String> = maint_since
+        .keys()
+        .filter(|n| !maint_any.contains(*n))
+        .cloned()
+        .collect();
+    for name in left_maint {
+        if let Some(since) = maint_since.remove(&name) {
+            report.servers.entry(name).or_default().time_in_maint += now - since;
         }
     }
 }

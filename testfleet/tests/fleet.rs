@@ -454,6 +454,19 @@ fn fleet_of_eight_serves_switches_takes_faults_and_leaves_nothing() {
     for name in ["mw5", "mw6", "mw7"] {
         assert_eq!(pool.servers[name].times_out, 0, "{name}: {pool:?}");
     }
+    // Only mw8 was in maintenance; the others were out because their checks failed.
+    assert!(
+        pool.servers["mw8"].time_in_maint > Duration::ZERO
+            && pool.servers["mw8"].time_in_maint <= pool.servers["mw8"].time_out,
+        "{pool:?}"
+    );
+    for name in ["mw1", "mw2", "mw3", "mw4"] {
+        assert_eq!(
+            pool.servers[name].time_in_maint,
+            Duration::ZERO,
+            "{name}: {pool:?}"
+        );
+    }
     assert!(pool.unreachable["lb2"] > 0 && pool.unreachable["lb1"] < pool.unreachable["lb2"]);
 
     // A healthy fleet under load: no failure at all.
