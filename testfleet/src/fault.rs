@@ -297,7 +297,7 @@ impl Fleet {
             // Its sessions (multiplexed connections included) go with it, as when a host
             // dies. Frozen first, the whole tree: a process forked after the tree was read
             // would live on with the connection.
-            sys::freeze_tree(d.pid());
+            let _ = sys::freeze_tree(d.pid());
             stop_all(vec![(&mut d, "KILL")], Duration::ZERO);
             // Anything still holding the port's server side escaped the tree (reparented
             // mid-kill): it goes too, or the "cut" connection would keep working.

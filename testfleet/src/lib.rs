@@ -90,7 +90,7 @@ pub use observe::{
     ServerOut, TargetLoad,
 };
 pub use site::{Proxy, Server, Staging};
-pub use sys::socket_owners;
+pub use sys::{freeze_tree, socket_owners};
 pub use tree::{write_stamp, INITIAL_STAMP};
 pub use webhook::{WebhookPost, WebhookReceiver};
 

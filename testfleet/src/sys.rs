@@ -211,9 +211,11 @@ pub(crate) fn freeze(pid: u32) {
 
 /// Stops `pid` and every descendant, to a fixed point: a session that forked after the
 /// tree was read (sshd's privilege-separated child, a shell) is stopped on the next
-/// read, and a stopped process forks nothing more. Bounded by 2 s.
-pub(crate) fn freeze_tree(pid: u32) {
+/// read, and a stopped process forks nothing more. Bounded by 2 s. Returns every pid
+/// stopped (`pid` first), for a SIGCONT later.
+pub fn freeze_tree(pid: u32) -> Vec<u32> {
     freeze(pid);
+    let mut stopped = vec![pid];
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         let running: Vec<u32> = descendants(pid)
@@ -222,7 +224,7 @@ pub(crate) fn freeze_tree(pid: u32) {
             .map(|p| p.pid)
             .collect();
         if running.is_empty() || Instant::now() >= deadline {
-            return;
+            return stopped;
         }
         signal(&running, "STOP");
         wait_until(Duration::from_millis(200), Duration::from_millis(1), || {
@@ -230,6 +232,7 @@ pub(crate) fn freeze_tree(pid: u32) {
                 .iter()
                 .all(|&p| stat(p).is_none_or(|s| matches!(s.state, 'T' | 't' | 'Z' | 'X')))
         });
+        stopped.extend(running);
     }
 }
 

@@ -203,7 +203,10 @@ impl<'a> Ctx<'a> {
             .trim()
             .parse()
             .unwrap();
-        self.freeze(process_tree(pid));
+        // To a fixed point: a session forked after one read of the tree would keep the
+        // server reachable (CI caught a copy that went through a "frozen" sshd).
+        let stopped = testfleet::freeze_tree(pid);
+        self.stopped.lock().unwrap().extend(stopped);
     }
 
     /// Server `i`'s ssh cut as when its host drops off the network: `Fault::SshDown`.
@@ -256,24 +259,6 @@ impl<'a> Ctx<'a> {
         self.silent.lock().unwrap().clear();
         self.held.lock().unwrap().clear();
     }
-}
-
-/// `pid` and every process under it (from /proc).
-fn process_tree(pid: u32) -> Vec<u32> {
-    let mut out = vec![pid];
-    let mut i = 0;
-    while i < out.len() {
-        let p = out[i];
-        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
-            for t in tasks.flatten() {
-                if let Ok(c) = std::fs::read_to_string(t.path().join("children")) {
-                    out.extend(c.split_whitespace().filter_map(|s| s.parse::<u32>().ok()));
-                }
-            }
-        }
-        i += 1;
-    }
-    out
 }
 
 /// The text of the mw_servers entry of `server` changed by `f` (up to the next entry).
