@@ -162,12 +162,30 @@ fn cases(layout: Layout) -> Vec<Case> {
     if rel {
         // In place the transfer above is the activation; with releases it is the switch.
         v.extend([
+            // The folder holding the live link made immutable by mw1's own `pre_depool`
+            // hook: after its copy (which prepares the switch link there), before its
+            // switch, every time. (Done from the journal at `depooling` instead, as this
+            // case first did, it raced the few milliseconds a depool takes.)
             Case::new("activate_fail", "activate")
-                .at(
-                    |r| is_state(r, "mw1", "depooling"),
-                    |c| c.immutable(c.fleet.servers()[MW1].live_path().parent().unwrap()),
-                )
-                .exercised(mw1_failed_with_detail),
+                .edit(|c, _, y| {
+                    let parent = c.fleet.servers()[MW1].live_path().parent().unwrap();
+                    c.immutable_later(parent);
+                    let argv = ["chattr", "+i", &parent.display().to_string()];
+                    edit_server(&y, "mw1", |s| {
+                        format!(
+                            "{s}      pre_depool:\n        - {}\n",
+                            serde_json::to_string(&argv).unwrap()
+                        )
+                    })
+                })
+                .exercised(|l| {
+                    // The hook itself passed (chattr is there: scripts/install-deps.sh):
+                    // what failed is the switch.
+                    has(l, "mw1's pre_depool hook passing", |r| {
+                        is_event(r, "hook", "mw1") && r["hook"] == "pre_depool" && r["ok"] == true
+                    })?;
+                    mw1_failed_with_detail(l)
+                }),
             Case::new("activate_timeout", "activate")
                 .on_failure("continue")
                 .edit(|_, _, y| rollout(&y, "  activate_timeout: \"10ms\"\n"))

@@ -223,14 +223,8 @@ impl<'a> Ctx<'a> {
         );
     }
 
-    /// `chattr +i path` (undone by `heal`).
-    pub(crate) fn immutable(&self, path: &Path) {
-        let s = Command::new("chattr")
-            .arg("+i")
-            .arg(path)
-            .status()
-            .unwrap_or_else(|e| panic!("chattr (scripts/install-deps.sh): {e}"));
-        assert!(s.success(), "chattr +i {}", path.display());
+    /// `path`, made immutable by something else (a hook), made mutable again by `heal`.
+    pub(crate) fn immutable_later(&self, path: &Path) {
         self.immutable.lock().unwrap().push(path.to_path_buf());
     }
 
