@@ -50,6 +50,23 @@ fn hook_on_new_release(y: &str, stamp: &str, cmd: &str) -> String {
     add_post_activate(y, "mw1", &["sh", "-c", &script, "{prod_path}"])
 }
 
+/// The fleet's config with mw1's canary asking mw2's page (it passes whatever mw1
+/// serves, so HAProxy's checks alone judge mw1) and `keys` set under `rollout:`.
+fn canary_on_mw2(c: &Ctx, y: &str, keys: &str) -> String {
+    let (u1, u2) = (
+        c.fleet.servers()[MW1].canary_url(),
+        c.fleet.servers()[1].canary_url(),
+    );
+    rollout(&edit_server(y, "mw1", |s| s.replace(&u1, &u2)), keys)
+}
+
+/// A record about mw1 whose detail contains `text`.
+fn mw1_detail_says(lines: &[Value], what: &str, text: &str) -> Result<(), String> {
+    has(lines, what, |r| {
+        r["server"] == "mw1" && r["detail"].as_str().is_some_and(|d| d.contains(text))
+    })
+}
+
 /// Sessions held open on every server through every proxy: a POST whose body never
 /// comes (HAProxy has passed it to a server; a drain waits for it).
 fn hold_sessions(ctx: &Ctx) {
@@ -305,28 +322,18 @@ fn cases(layout: Layout) -> Vec<Case> {
         // that fail outright end the repool before its bound.
         Case::new("repool_timeout", "repool")
             .on_failure("continue")
-            .edit(|c, _, y| {
-                let (u1, u2) = (
-                    c.fleet.servers()[MW1].canary_url(),
-                    c.fleet.servers()[1].canary_url(),
-                );
-                // Below two check timeouts (1 s each): no check passes or fails in time.
-                rollout(
-                    &edit_server(&y, "mw1", |s| s.replace(&u1, &u2)),
-                    "  repool_timeout: \"1s\"\n",
-                )
-            })
+            // Below two check timeouts (1 s each): no check passes or fails in time.
+            .edit(|c, _, y| canary_on_mw2(c, &y, "  repool_timeout: \"1s\"\n"))
             .at(
                 move |r| is_state(r, "mw1", if rel { "activating" } else { "transferring" }),
                 |c| c.inject(Fault::PageHang(MW1)),
             )
             .exercised(|l| {
-                has(l, "mw1's repool not confirmed within its bound", |r| {
-                    r["server"] == "mw1"
-                        && r["detail"]
-                            .as_str()
-                            .is_some_and(|d| d.contains("not confirmed serving"))
-                })
+                mw1_detail_says(
+                    l,
+                    "mw1's repool not confirmed within its bound",
+                    "not confirmed serving",
+                )
             })
             .expect(1, &[("mw1", "failed"), ("mw2", "skipped")]),
         // The same with checks that fail outright: mw1's web server stops while it is out
@@ -336,27 +343,17 @@ fn cases(layout: Layout) -> Vec<Case> {
         // did, mw1 could pass one proxy's check before the kill landed: then it is served
         // and dies in the pool, which no repool can prevent; CI caught that race.)
         Case::new("repool_server_dies", "repool")
-            .edit(|c, _, y| {
-                let (u1, u2) = (
-                    c.fleet.servers()[MW1].canary_url(),
-                    c.fleet.servers()[1].canary_url(),
-                );
-                rollout(
-                    &edit_server(&y, "mw1", |s| s.replace(&u1, &u2)),
-                    "  repool_timeout: \"30s\"\n",
-                )
-            })
+            .edit(|c, _, y| canary_on_mw2(c, &y, "  repool_timeout: \"30s\"\n"))
             .at(
                 move |r| is_state(r, "mw1", if rel { "activating" } else { "transferring" }),
                 |c| c.inject(Fault::WebServerDown(MW1)),
             )
             .exercised(|l| {
-                has(l, "mw1's repool failed by HAProxy's checks", |r| {
-                    r["server"] == "mw1"
-                        && r["detail"]
-                            .as_str()
-                            .is_some_and(|d| d.contains("failed HAProxy's health check"))
-                })
+                mw1_detail_says(
+                    l,
+                    "mw1's repool failed by HAProxy's checks",
+                    "failed HAProxy's health check",
+                )
             })
             .expect(1, &[("mw1", "failed"), ("mw2", "skipped")]),
         Case::new("repool_hang", "repool")

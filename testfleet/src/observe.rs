@@ -484,36 +484,43 @@ fn sample(state: &Mutex<PoolState>, proxies: &[Proxy]) {
         report.max_out = out_any.len();
         report.max_out_servers = out_any.iter().cloned().collect();
     }
-    for name in &out_any {
-        if !out_since.contains_key(name) {
-            out_since.insert(name.clone(), now);
-            report.servers.entry(name.clone()).or_default().times_out += 1;
+    let (went_out, came_back) = stretches(out_since, &out_any, now);
+    for name in went_out {
+        report.servers.entry(name).or_default().times_out += 1;
+    }
+    for (name, d) in came_back {
+        let o = report.servers.entry(name).or_default();
+        o.time_out += d;
+        o.longest_out = o.longest_out.max(d);
+    }
+    for (name, d) in stretches(maint_since, &maint_any, now).1 {
+        report.servers.entry(name).or_default().time_in_maint += d;
+    }
+}
+
+/// Follows stretches of time a name spends in a set: starts one (at `now`) for every
+/// name of `now_in` that `since` lacks, and ends those of the names no longer in it.
+/// Returns the names that started one, and the stretches that ended.
+fn stretches(
+    since: &mut BTreeMap<String, Instant>,
+    now_in: &BTreeSet<String>,
+    now: Instant,
+) -> (Vec<String>, Vec<(String, Duration)>) {
+    let mut started = Vec::new();
+    for name in now_in {
+        if !since.contains_key(name) {
+            since.insert(name.clone(), now);
+            started.push(name.clone());
         }
     }
-    let back: Vec<String> = out_since
+    let gone: Vec<String> = since
         .keys()
-        .filter(|n| !out_any.contains(*n))
+        .filter(|n| !now_in.contains(*n))
         .cloned()
         .collect();
-    for name in back {
-        if let Some(since) = out_since.remove(&name) {
-            let o = report.servers.entry(name).or_default();
-            let d = now - since;
-            o.time_out += d;
-            o.longest_out = o.longest_out.max(d);
-        }
-    }
-    for name in &maint_any {
-        maint_since.entry(name.clone()).or_insert(now);
-    }
-    let left_maint: Vec<String> = maint_since
-        .keys()
-        .filter(|n| !maint_any.contains(*n))
-        .cloned()
+    let ended = gone
+        .into_iter()
+        .filter_map(|name| since.remove(&name).map(|t| (name, now - t)))
         .collect();
-    for name in left_maint {
-        if let Some(since) = maint_since.remove(&name) {
-            report.servers.entry(name).or_default().time_in_maint += now - since;
-        }
-    }
+    (started, ended)
 }
