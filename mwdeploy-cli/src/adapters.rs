@@ -144,7 +144,8 @@ pub(crate) fn haproxy(config: &Config, hosts: &Hosts) -> Result<HaproxyPool, Str
         proxies.push(Proxy::new(p.name.as_str(), transport).map_err(|e| bad(&e))?);
     }
     let c = HaproxyConfig::new(proxies, config.haproxy_backends.clone())
-        .timeouts(config.rollout.drain_timeout, config.rollout.repool_timeout);
+        .timeouts(config.rollout.drain_timeout, config.rollout.repool_timeout)
+        .after_check(config.rollout.repool_after_check);
     HaproxyPool::new(c).map_err(|e| format!("haproxy: {e}"))
 }
 

@@ -322,6 +322,8 @@ pub(crate) struct RolloutConfig {
     pub(crate) drain_timeout: Duration,
     /// Deadline of a repool, until the balancer serves the server.
     pub(crate) repool_timeout: Duration,
+    /// A repooled server gets requests only once HAProxy's own check passed.
+    pub(crate) repool_after_check: bool,
     /// Deadline of a copy ahead (release layout).
     pub(crate) copy_timeout: Duration,
     /// Deadline of a release switch, or of the in-place copy.

@@ -68,6 +68,12 @@ pub struct HaproxyConfig {
     pub drain_timeout: Duration,
     /// `rollout.repool_timeout`: how long a repool waits for HAProxy to serve the server.
     pub repool_timeout: Duration,
+    /// `rollout.repool_after_check`: a server with a health check leaves maintenance
+    /// through DRAIN and gets requests only once HAProxy's own check passed since
+    /// (`true`, the default). `false`: `state ready` at once, as `enable server` and the
+    /// old tool do; the repool counts once every backend has it `UP`, and HAProxy's
+    /// next check, in the pool, can still take it out.
+    pub after_check: bool,
     /// How often the sessions and states are read while waiting.
     pub poll_interval: Duration,
     /// How long one command may take, connection included.
@@ -76,16 +82,17 @@ pub struct HaproxyConfig {
 
 impl HaproxyConfig {
     /// `proxies` and `backends`, with the config defaults: 30 s drain and repool
-    /// bounds, a 50 ms poll interval (a read of the stats: a server waiting for its
-    /// check is out of the pool, and the wait should end when the check does), 10 s per
-    /// command.
+    /// bounds, a repool after HAProxy's check, a 20 ms poll interval (a read of the
+    /// stats: a server waiting for its check is out of the pool, and the wait should
+    /// end when the check does), 10 s per command.
     pub fn new(proxies: Vec<Proxy>, backends: Vec<String>) -> HaproxyConfig {
         HaproxyConfig {
             proxies,
             backends,
             drain_timeout: Duration::from_secs(30),
             repool_timeout: Duration::from_secs(30),
-            poll_interval: Duration::from_millis(50),
+            after_check: true,
+            poll_interval: Duration::from_millis(20),
             command_timeout: Duration::from_secs(10),
         }
     }
@@ -94,6 +101,13 @@ impl HaproxyConfig {
     pub fn timeouts(mut self, drain: Duration, repool: Duration) -> HaproxyConfig {
         self.drain_timeout = drain;
         self.repool_timeout = repool;
+        self
+    }
+
+    /// The same config with `repool_after_check`: whether a repooled server waits for
+    /// HAProxy's own check, in DRAIN, before it gets requests.
+    pub fn after_check(mut self, after_check: bool) -> HaproxyConfig {
+        self.after_check = after_check;
         self
     }
 
@@ -685,7 +699,7 @@ impl HaproxyPool {
                 },
                 |b| b.checked,
             );
-            let step = if checked {
+            let step = if checked && self.config.after_check {
                 // Out of maintenance, checked again, no new request yet.
                 self.set(proxy, &format!("set server {backend}/{server} state drain"))
                     .await?;
@@ -717,7 +731,7 @@ impl HaproxyPool {
                     readied = true;
                     // Served is confirmed on a later read; this row is from before.
                     waiting.get_or_insert((backend, row.clone(), None));
-                } else if (*step == RepoolStep::Checking || !serves(row))
+                } else if (*step == RepoolStep::Checking || !serves(row, self.config.after_check))
                     && waiting.as_ref().is_none_or(|w| w.2.is_none())
                 {
                     // The first backend still waiting is the one said.
@@ -886,11 +900,12 @@ fn checks_failed(row: &StatRow) -> bool {
 /// Whether HAProxy serves the server after `state ready`: without a check, at once;
 /// with one, `UP` with its health at the top (a check passed since it left
 /// maintenance, none failed since). `UP 1/2` is served but falling, or not checked
-/// yet: not confirmed.
-fn serves(row: &StatRow) -> bool {
+/// yet: not confirmed, unless the repool does not wait for a check (`after_check`
+/// false), where any `UP` is served.
+fn serves(row: &StatRow, after_check: bool) -> bool {
     match row.status_word() {
         Status::NoCheck => true,
-        Status::Up => health_full(row),
+        Status::Up => !after_check || health_full(row),
         _ => false,
     }
 }
@@ -1021,15 +1036,15 @@ mod tests {
     #[test]
     fn only_a_check_passed_since_leaving_maintenance_is_served() {
         // Health at the top (rise + fall - 1): a check passed since.
-        assert!(serves(&row("UP", Some((3, 2, 2)))));
-        assert!(serves(&row("UP", Some((4, 3, 2)))));
-        assert!(serves(&row("no check", None)));
+        assert!(serves(&row("UP", Some((3, 2, 2))), true));
+        assert!(serves(&row("UP", Some((4, 3, 2))), true));
+        assert!(serves(&row("no check", None), true));
         // Just out of maintenance (health = rise), or a check failed since: not yet.
-        assert!(!serves(&row("UP 1/2", Some((2, 2, 2)))));
-        assert!(!serves(&row("UP 2/3", Some((5, 3, 3)))));
+        assert!(!serves(&row("UP 1/2", Some((2, 2, 2))), true));
+        assert!(!serves(&row("UP 2/3", Some((5, 3, 3))), true));
         // The status text decides too where the health columns are missing.
-        assert!(!serves(&row("UP 1/2", None)));
-        assert!(serves(&row("UP", None)));
+        assert!(!serves(&row("UP 1/2", None), true));
+        assert!(serves(&row("UP", None), true));
         // Never forced: no status but UP (or no check) is served.
         for s in [
             "DOWN",
@@ -1039,9 +1054,14 @@ mod tests {
             "NOLB",
             "MAINT (via a/b)",
         ] {
-            assert!(!serves(&row(s, Some((3, 2, 2)))), "{s}");
-            assert!(!serves(&row(s, None)), "{s}");
+            assert!(!serves(&row(s, Some((3, 2, 2))), true), "{s}");
+            assert!(!serves(&row(s, None), true), "{s}");
+            assert!(!serves(&row(s, Some((3, 2, 2))), false), "{s}");
         }
+        // Not waiting for a check: any UP is served, the check follows in the pool.
+        assert!(serves(&row("UP 1/2", Some((2, 2, 2))), false));
+        assert!(serves(&row("UP", Some((3, 2, 2))), false));
+        assert!(serves(&row("no check", None), false));
     }
 
     #[test]

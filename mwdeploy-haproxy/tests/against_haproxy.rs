@@ -15,7 +15,7 @@ use mwdeploy_core::ports::{PoolControl, Progress};
 use mwdeploy_core::{PoolState, PortErrorKind, Server, ServerId};
 use mwdeploy_haproxy::reply::check_empty;
 use mwdeploy_haproxy::stat::AdminState;
-use mwdeploy_haproxy::{HaproxyError, Proxy, Refusal, Transport};
+use mwdeploy_haproxy::{HaproxyError, HaproxyPool, Proxy, Refusal, Transport};
 use support::{checked, get, local_proxy, pool, recorder, require, until, Haproxy, Member, Web};
 
 const LONG: Duration = Duration::from_secs(20);
@@ -280,6 +280,48 @@ async fn a_server_gets_no_request_and_is_not_repooled_before_its_check_passed() 
         mw1.hits() > hits_before,
         "no request reached the repooled server"
     );
+}
+
+#[tokio::test]
+async fn without_the_check_wait_a_repool_serves_the_server_at_once_and_haproxy_checks_it_in_the_pool()
+{
+    let (mw1, mw2) = (Web::start("mw1"), Web::start("mw2"));
+    let lb = Haproxy::start("lb1", &one_backend(&[&mw1, &mw2]));
+    let waiting = pool(vec![local_proxy(&lb)], &["mediawiki"], LONG, LONG);
+    let pool = HaproxyPool::new(waiting.config().clone().after_check(false)).unwrap();
+    let (progress, lines) = recorder(mw1.id());
+    pool.depool(&server(&mw1), &progress).await.unwrap();
+
+    // Its health check now hangs (60 s check timeout): with the wait, this repool
+    // could not end before the 20 s bound; without it, `state ready` is enough.
+    mw1.set_slow_health(true);
+    tokio::time::timeout(Duration::from_secs(5), pool.repool(&server(&mw1), &progress))
+        .await
+        .expect("a repool without the check wait must not wait for the check")
+        .unwrap();
+    let status = lb.status("mediawiki", "mw1");
+    assert!(status.starts_with("UP"), "served at once: {status}");
+    assert!(
+        !lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("pass its check")),
+        "no DRAIN step: {:?}",
+        lines.lock().unwrap()
+    );
+    // Served before any check passed: the trade-off the default avoids.
+    let hits_before = mw1.hits();
+    let fe = lb.frontend.clone();
+    tokio::task::spawn_blocking(move || {
+        for _ in 0..6 {
+            assert_eq!(get(&fe, "/wiki/Main_Page").0, 200);
+        }
+    })
+    .await
+    .unwrap();
+    assert!(mw1.hits() > hits_before, "no request reached mw1");
+    mw1.set_slow_health(false);
 }
 
 #[tokio::test]

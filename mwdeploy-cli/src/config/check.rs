@@ -984,6 +984,7 @@ impl Checker<'_> {
                 on_failure: rr.on_failure.unwrap_or(OnFailure::Prompt),
                 drain_timeout,
                 repool_timeout,
+                repool_after_check: rr.repool_after_check.unwrap_or(true),
                 copy_timeout,
                 activate_timeout,
                 hook_timeout,

@@ -106,6 +106,7 @@ pub(super) struct RawRollout {
     pub(super) on_failure: Option<OnFailure>,
     pub(super) drain_timeout: Option<S<Dur>>,
     pub(super) repool_timeout: Option<S<Dur>>,
+    pub(super) repool_after_check: Option<bool>,
     pub(super) copy_timeout: Option<S<Dur>>,
     pub(super) activate_timeout: Option<S<Dur>>,
     pub(super) hook_timeout: Option<S<Dur>>,
