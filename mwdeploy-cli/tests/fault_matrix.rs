@@ -111,6 +111,25 @@ fn cases(layout: Layout) -> Vec<Case> {
         Case::new("baseline", "none")
             .exercised(|l| has(l, "mw2 done", |r| is_state(r, "mw2", "done")))
             .expect(0, &[("mw1", "done"), ("mw2", "done")]),
+        // The same without the repool's wait for HAProxy's check (`repool_after_check:
+        // false`): each server is made ready at once, and the deploy still keeps one out
+        // at most, with no failed request.
+        Case::new("baseline_no_check_wait", "repool")
+            .edit(|_, _, y| rollout(&y, "  repool_after_check: false\n"))
+            .exercised(|l| {
+                has(l, "a confirmed repool of mw1", |r| {
+                    is_event(r, "pool", "mw1") && r["action"] == "repool" && r["ok"] == true
+                })?;
+                let waited = |r: &&Value| {
+                    is_event(r, "progress", "mw1")
+                        && r["line"].as_str().is_some_and(|t| t.contains("check"))
+                };
+                match l.iter().find(waited) {
+                    Some(r) => Err(format!("mw1's repool waited for a check: {r}")),
+                    None => Ok(()),
+                }
+            })
+            .expect(0, &[("mw1", "done"), ("mw2", "done")]),
         // ---- depool
         // --force: the preflight would refuse a target the balancer does not know.
         Case::new("depool_fail", "depool")

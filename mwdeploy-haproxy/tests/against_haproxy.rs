@@ -283,8 +283,8 @@ async fn a_server_gets_no_request_and_is_not_repooled_before_its_check_passed() 
 }
 
 #[tokio::test]
-async fn without_the_check_wait_a_repool_serves_the_server_at_once_and_haproxy_checks_it_in_the_pool()
-{
+async fn without_the_check_wait_a_repool_serves_the_server_at_once_and_haproxy_checks_it_in_the_pool(
+) {
     let (mw1, mw2) = (Web::start("mw1"), Web::start("mw2"));
     let lb = Haproxy::start("lb1", &one_backend(&[&mw1, &mw2]));
     let waiting = pool(vec![local_proxy(&lb)], &["mediawiki"], LONG, LONG);
@@ -295,10 +295,13 @@ async fn without_the_check_wait_a_repool_serves_the_server_at_once_and_haproxy_c
     // Its health check now hangs (60 s check timeout): with the wait, this repool
     // could not end before the 20 s bound; without it, `state ready` is enough.
     mw1.set_slow_health(true);
-    tokio::time::timeout(Duration::from_secs(5), pool.repool(&server(&mw1), &progress))
-        .await
-        .expect("a repool without the check wait must not wait for the check")
-        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        pool.repool(&server(&mw1), &progress),
+    )
+    .await
+    .expect("a repool without the check wait must not wait for the check")
+    .unwrap();
     let status = lb.status("mediawiki", "mw1");
     assert!(status.starts_with("UP"), "served at once: {status}");
     assert!(

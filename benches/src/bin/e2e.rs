@@ -50,13 +50,17 @@ struct Args {
     megabytes: u64,
     /// mwdeploy's `--parallel`: servers in flight, copies ahead included.
     parallel: usize,
+    /// mwdeploy with `repool_after_check: false`: a repool does not wait for HAProxy's
+    /// own check (the old procedure's `enable server`).
+    no_check_wait: bool,
     smoke: bool,
 }
 
 const USAGE: &str =
-    "usage: e2e [--rounds N] [--servers N] [--proxies N] [--files N] [--megabytes N] [--parallel N] [--smoke]\n\
+    "usage: e2e [--rounds N] [--servers N] [--proxies N] [--files N] [--megabytes N] [--parallel N] [--no-check-wait] [--smoke]\n\
   defaults: 3 rounds, 8 servers, 2 proxies, 20000 files, 200 MB, mwdeploy --parallel 2\n\
   (the release layout copies the next server while one is out; --max-unavailable stays 1)\n\
+  --no-check-wait: mwdeploy with rollout.repool_after_check: false (ready at once, as the old procedure)\n\
   --smoke: 2 servers, 1 proxy, 100 files, 1 MB, 1 round, a lighter load (for CI: no timing is judged)";
 
 fn parse_args() -> Result<Args, String> {
@@ -67,6 +71,7 @@ fn parse_args() -> Result<Args, String> {
         files: 20_000,
         megabytes: 200,
         parallel: 2,
+        no_check_wait: false,
         smoke: false,
     };
     let mut given: Vec<(String, String)> = Vec::new();
@@ -74,6 +79,7 @@ fn parse_args() -> Result<Args, String> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--smoke" => a.smoke = true,
+            "--no-check-wait" => a.no_check_wait = true,
             "-h" | "--help" => return Err(USAGE.to_string()),
             "--rounds" | "--servers" | "--proxies" | "--files" | "--megabytes" | "--parallel" => {
                 let v = it
@@ -232,6 +238,24 @@ fn run(args: Args) -> Result<bool, Error> {
     let cfg_releases = releases.root().join("bench-releases.yaml");
     inplace.write_config(&cfg_inplace, Layout::Inplace)?;
     releases.write_config(&cfg_releases, Layout::Releases)?;
+    if args.no_check_wait {
+        for cfg in [&cfg_inplace, &cfg_releases] {
+            let y = fs::read_to_string(cfg)?;
+            if !y.contains("\nrollout:\n") {
+                return Err(format!(
+                    "{}: no rollout block to set repool_after_check in",
+                    cfg.display()
+                )
+                .into());
+            }
+            let y = y.replacen(
+                "\nrollout:\n",
+                "\nrollout:\n  repool_after_check: false\n",
+                1,
+            );
+            fs::write(cfg, y)?;
+        }
+    }
     let version = active_version(inplace.staging().path())?;
     split_config_repo(&inplace)?;
     let logs = std::env::temp_dir().join(format!("mwdeploy-e2e-{}", std::process::id()));
@@ -807,8 +831,18 @@ impl Bench {
         let _ = writeln!(
             t,
             "### {} servers, {} proxies, tree of {} files / {} MB, {} round(s), \
-             mwdeploy --parallel {} --max-unavailable 1: medians\n",
-            a.servers, a.proxies, a.files, a.megabytes, a.rounds, a.parallel
+             mwdeploy --parallel {} --max-unavailable 1{}: medians\n",
+            a.servers,
+            a.proxies,
+            a.files,
+            a.megabytes,
+            a.rounds,
+            a.parallel,
+            if a.no_check_wait {
+                ", repool_after_check: false"
+            } else {
+                ""
+            }
         );
         let _ = writeln!(
             t,
