@@ -1,6 +1,8 @@
 //! The end-to-end benchmark's smoke run (`e2e --smoke`: 2 servers, 1 proxy, a 100-file tree, one
 //! round), as CI runs it: it must complete and print the table with every scenario and the
-//! targets. No threshold on seconds is checked here: benchmarks are not timed tests.
+//! targets. No threshold on seconds is checked here: benchmarks are not timed tests. It runs
+//! with `--no-check-wait`, so the config that option writes is one mwdeploy accepts (the
+//! default repool is what every other test of the command runs).
 
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -9,7 +11,7 @@ use std::time::Instant;
 fn the_smoke_run_completes_and_reports_every_scenario() {
     let began = Instant::now();
     let o = Command::new(env!("CARGO_BIN_EXE_e2e"))
-        .arg("--smoke")
+        .args(["--smoke", "--no-check-wait"])
         .stdin(Stdio::null())
         .output()
         .expect("the e2e binary runs");
@@ -48,6 +50,10 @@ fn the_smoke_run_completes_and_reports_every_scenario() {
     assert!(
         out.contains("For reference: in maintenance only"),
         "no reference line in:\n{out}"
+    );
+    assert!(
+        out.contains("--max-unavailable 1, repool_after_check: false: medians"),
+        "the table does not say how mwdeploy repooled:\n{out}"
     );
     eprintln!(
         "e2e --smoke took {:.1} s\n{err}",

@@ -949,13 +949,19 @@ impl Bench {
             ok,
         );
         // The old procedure's window is all maintenance; mwdeploy's adds the drain before
-        // and the wait for HAProxy's own check after (BENCHMARKS.md says why).
+        // and, unless --no-check-wait, the wait for HAProxy's own check after
+        // (BENCHMARKS.md says why).
         if nv_b[1] > 0.0 {
             let _ = writeln!(
                 t,
-                "\nFor reference: in maintenance only (without the drain before and the wait \
-                 for HAProxy's check after), the release layout's window on the new version is \
-                 {:.1}% of the old procedure's out of service ({:.3} s vs {:.3} s).",
+                "\nFor reference: in maintenance only (without the drain before{}), the release \
+                 layout's window on the new version is {:.1}% of the old procedure's out of \
+                 service ({:.3} s vs {:.3} s).",
+                if a.no_check_wait {
+                    ""
+                } else {
+                    " and the wait for HAProxy's check after"
+                },
                 nv_r[3] / nv_b[1] * 100.0,
                 nv_r[3],
                 nv_b[1]
