@@ -283,6 +283,23 @@ fn cases(layout: Layout) -> Vec<Case> {
                     is_event(r, "canary", "mw1") && r["ok"] == false
                 })
             }),
+        // The same without the repool's wait for HAProxy's check: the canary is still the
+        // gate (rule 2), whatever the repool does after it.
+        Case::new("canary_fail_no_check_wait", "canary")
+            .edit(|_, _, y| rollout(&y, "  repool_after_check: false\n"))
+            .at(
+                move |r| is_state(r, "mw1", if rel { "activating" } else { "transferring" }),
+                |c| c.inject(Fault::PageError(MW1)),
+            )
+            .at(
+                |r| is_state(r, "mw1", "rolling_back"),
+                |c| c.clear(Fault::PageError(MW1)),
+            )
+            .exercised(|l| {
+                has(l, "a failed canary of mw1", |r| {
+                    is_event(r, "canary", "mw1") && r["ok"] == false
+                })
+            }),
         Case::new("canary_timeout", "canary")
             .on_failure("continue")
             .edit(|c, _, y| {
