@@ -104,6 +104,23 @@ fn cases(layout: Layout) -> Vec<Case> {
     } else {
         "activate_timeout"
     };
+    // mw1's page fails from its switch (or in-place copy) on, until its rollback.
+    let canary_fail = move |name: &'static str| {
+        Case::new(name, "canary")
+            .at(
+                move |r| is_state(r, "mw1", if rel { "activating" } else { "transferring" }),
+                |c| c.inject(Fault::PageError(MW1)),
+            )
+            .at(
+                |r| is_state(r, "mw1", "rolling_back"),
+                |c| c.clear(Fault::PageError(MW1)),
+            )
+            .exercised(|l| {
+                has(l, "a failed canary of mw1", |r| {
+                    is_event(r, "canary", "mw1") && r["ok"] == false
+                })
+            })
+    };
     let mut v = vec![
         // 0: a clean deploy (its journal sizes the kill points).
         // Timeouts go on to the next server (`continue`): a deploy survives one; the other
@@ -269,37 +286,11 @@ fn cases(layout: Layout) -> Vec<Case> {
             )
             .exercised(mw1_failed_with_detail),
         // ---- canary
-        Case::new("canary_fail", "canary")
-            .at(
-                move |r| is_state(r, "mw1", if rel { "activating" } else { "transferring" }),
-                |c| c.inject(Fault::PageError(MW1)),
-            )
-            .at(
-                |r| is_state(r, "mw1", "rolling_back"),
-                |c| c.clear(Fault::PageError(MW1)),
-            )
-            .exercised(|l| {
-                has(l, "a failed canary of mw1", |r| {
-                    is_event(r, "canary", "mw1") && r["ok"] == false
-                })
-            }),
+        canary_fail("canary_fail"),
         // The same without the repool's wait for HAProxy's check: the canary is still the
         // gate (rule 2), whatever the repool does after it.
-        Case::new("canary_fail_no_check_wait", "canary")
-            .edit(|_, _, y| rollout(&y, "  repool_after_check: false\n"))
-            .at(
-                move |r| is_state(r, "mw1", if rel { "activating" } else { "transferring" }),
-                |c| c.inject(Fault::PageError(MW1)),
-            )
-            .at(
-                |r| is_state(r, "mw1", "rolling_back"),
-                |c| c.clear(Fault::PageError(MW1)),
-            )
-            .exercised(|l| {
-                has(l, "a failed canary of mw1", |r| {
-                    is_event(r, "canary", "mw1") && r["ok"] == false
-                })
-            }),
+        canary_fail("canary_fail_no_check_wait")
+            .edit(|_, _, y| rollout(&y, "  repool_after_check: false\n")),
         Case::new("canary_timeout", "canary")
             .on_failure("continue")
             .edit(|c, _, y| {

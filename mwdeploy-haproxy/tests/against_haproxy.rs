@@ -135,19 +135,7 @@ async fn repool_confirms_that_haproxy_serves_the_server_again() {
     );
     assert_eq!(pool.state(&server(&mw1)).await.unwrap(), PoolState::Up);
     // Served at once: round robin over two servers sends it some of four requests.
-    let before = mw1.hits();
-    let fe = lb.frontend.clone();
-    tokio::task::spawn_blocking(move || {
-        for _ in 0..4 {
-            assert_eq!(get(&fe, "/wiki/Main_Page").0, 200);
-        }
-    })
-    .await
-    .unwrap();
-    assert!(
-        mw1.hits() > before,
-        "no request reached the repooled server"
-    );
+    some_request_reaches(&lb, &mw1, "no request reached the repooled server").await;
     assert!(
         lines
             .lock()
@@ -268,18 +256,7 @@ async fn a_server_gets_no_request_and_is_not_repooled_before_its_check_passed() 
         .unwrap()
         .unwrap();
     assert_eq!(lb.status("mediawiki", "mw1"), "UP");
-    let fe = lb.frontend.clone();
-    tokio::task::spawn_blocking(move || {
-        for _ in 0..4 {
-            assert_eq!(get(&fe, "/wiki/Main_Page").0, 200);
-        }
-    })
-    .await
-    .unwrap();
-    assert!(
-        mw1.hits() > hits_before,
-        "no request reached the repooled server"
-    );
+    some_request_reaches(&lb, &mw1, "no request reached the repooled server").await;
 }
 
 #[tokio::test]
@@ -314,16 +291,7 @@ async fn without_the_check_wait_a_repool_serves_the_server_at_once_and_haproxy_c
         lines.lock().unwrap()
     );
     // Served before any check passed: the trade-off the default avoids.
-    let hits_before = mw1.hits();
-    let fe = lb.frontend.clone();
-    tokio::task::spawn_blocking(move || {
-        for _ in 0..6 {
-            assert_eq!(get(&fe, "/wiki/Main_Page").0, 200);
-        }
-    })
-    .await
-    .unwrap();
-    assert!(mw1.hits() > hits_before, "no request reached mw1");
+    some_request_reaches(&lb, &mw1, "no request reached mw1").await;
     mw1.set_slow_health(false);
 }
 
@@ -755,6 +723,20 @@ async fn status_shows_states_sessions_checks_and_drift_between_proxies() {
 
 /// Six requests through `lb`: every one answered by mw2, none reached `mw1` (`why` if one
 /// did).
+/// Four requests through the proxy all answer 200, and some reach `web` (round robin).
+async fn some_request_reaches(lb: &Haproxy, web: &Web, why: &str) {
+    let before = web.hits();
+    let fe = lb.frontend.clone();
+    tokio::task::spawn_blocking(move || {
+        for _ in 0..4 {
+            assert_eq!(get(&fe, "/wiki/Main_Page").0, 200);
+        }
+    })
+    .await
+    .unwrap();
+    assert!(web.hits() > before, "{why}");
+}
+
 async fn only_mw2_answers(lb: &Haproxy, mw1: &Web, why: &str) {
     let hits_before = mw1.hits();
     let fe = lb.frontend.clone();
