@@ -247,11 +247,14 @@ impl RsyncTransfer {
     ) -> Result<(), RsyncError> {
         let cmd = job.cmd(self.hosts.sudo());
         progress.report(ProgressUpdate::line(format!("$ {cmd}")));
-        let mut shown = Percents::default();
+        let mut last: Option<i64> = None;
         let out = LocalRunner::new()
             .run(&cmd, &mut |stream, line| {
                 if let Some(p) = parse_progress(line) {
-                    if shown.next(p.percent) {
+                    // One update per whole percent: rsync prints a line per file.
+                    let whole = p.percent.floor() as i64;
+                    if last != Some(whole) {
+                        last = Some(whole);
                         let mut u = ProgressUpdate::percent(p.percent);
                         u.rate = Some(p.rate);
                         progress.report(u);
@@ -1043,38 +1046,9 @@ fn serves_while_copied(server: &Server) -> bool {
     !server.pooled
 }
 
-/// Which of rsync's percentages are shown: one per whole percent (rsync prints a line
-/// per file), never one below the last (while the file list grows, `ir-chk`, rsync's
-/// percentage is of the files listed so far and can fall back).
-#[derive(Debug, Default)]
-struct Percents {
-    last: Option<i64>,
-}
-
-impl Percents {
-    fn next(&mut self, percent: f32) -> bool {
-        let whole = percent.floor() as i64;
-        let show = self.last.is_none_or(|l| whole > l);
-        if show {
-            self.last = Some(whole);
-        }
-        show
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percentages_are_shown_once_each_and_never_fall_back() {
-        let mut p = Percents::default();
-        let shown: Vec<f32> = [0.0, 0.4, 2.0, 2.9, 40.0, 33.0, 39.9, 41.0, 100.0, 100.0]
-            .into_iter()
-            .filter(|&x| p.next(x))
-            .collect();
-        assert_eq!(shown, [0.0, 2.0, 40.0, 41.0, 100.0]);
-    }
     use mwdeploy_core::exec::SshDefaults;
     use std::path::Path;
 
