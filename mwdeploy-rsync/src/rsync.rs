@@ -131,6 +131,21 @@ impl Job<'_> {
     pub(crate) fn cmd(&self, local_sudo: bool) -> Cmd {
         Cmd::new(self.argv()).sudo(matches!(self.dest, Dest::Local(_)) && local_sudo)
     }
+
+    /// The command of a copy ahead, to a server that still serves and that nothing waits
+    /// for but the next depool: this host's rsync (and the ssh it starts) at a lower CPU
+    /// priority (`nice -n 10`), so the steps of the server that is out of the pool meanwhile
+    /// go first. The server's side is left as it is: its command stays `rsync --server`.
+    pub(crate) fn cmd_ahead(&self, local_sudo: bool) -> Cmd {
+        match self.dest {
+            Dest::Remote { .. } => {
+                let mut argv: Vec<String> = ["nice", "-n", "10"].map(String::from).into();
+                argv.extend(self.argv());
+                Cmd::new(argv)
+            }
+            Dest::Local(_) => self.cmd(local_sudo),
+        }
+    }
 }
 
 fn with_slash(path: &Path) -> String {
@@ -398,6 +413,11 @@ mod tests {
             !job.cmd(true).sudo,
             "the local rsync of a remote copy runs without sudo"
         );
+        // A copy ahead: this host's rsync at a lower priority, the same rsync argv after.
+        let ahead = job.cmd_ahead(true);
+        assert_eq!(ahead.argv[..4], ["nice", "-n", "10", "rsync"]);
+        assert_eq!(ahead.argv[3..], argv[..]);
+        assert!(!ahead.sudo);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use mwdeploy_core::exec::{CommandRunner, ExecError, Hosts, LocalRunner, Stream};
+use mwdeploy_core::exec::{Cmd, CommandRunner, ExecError, Hosts, LocalRunner, Stream};
 use mwdeploy_core::ports::{Progress, ProgressUpdate, Transfer};
 use mwdeploy_core::{Layout, PortError, ReleaseId, Server};
 use tokio::sync::OnceCell;
@@ -242,10 +242,9 @@ impl RsyncTransfer {
         &self,
         server: &Server,
         remote: &Remote,
-        job: Job<'_>,
+        cmd: Cmd,
         progress: &Progress,
     ) -> Result<(), RsyncError> {
-        let cmd = job.cmd(self.hosts.sudo());
         progress.report(ProgressUpdate::line(format!("$ {cmd}")));
         let mut last: Option<i64> = None;
         let out = LocalRunner::new()
@@ -483,7 +482,8 @@ impl RsyncTransfer {
             delay_updates: false,
             remote_sudo: self.hosts.sudo(),
         };
-        self.run_rsync(server, &remote, job, progress).await?;
+        let cmd = job.cmd_ahead(self.hosts.sudo());
+        self.run_rsync(server, &remote, cmd, progress).await?;
 
         for dir in &self.config.shared_dirs {
             if let Some(parent) = dir.parent() {
@@ -786,7 +786,8 @@ impl RsyncTransfer {
             delay_updates: serves_while_copied(server),
             remote_sudo: self.hosts.sudo(),
         };
-        self.run_rsync(server, &remote, job, progress).await?;
+        let cmd = job.cmd(self.hosts.sudo());
+        self.run_rsync(server, &remote, cmd, progress).await?;
         let scope = match self.subtrees() {
             None => ManifestScope::Full,
             Some(subs) => ManifestScope::Subtrees {
