@@ -29,7 +29,10 @@
 //! maintenance through DRAIN (checked again, no new request), makes it ready only once
 //! HAProxy's check passed since, then waits until HAProxy serves it; all within
 //! `repool_timeout`, else it is put back in maintenance and the repool fails. Its
-//! health is never forced: the balancer's own check decides.
+//! health is never forced: the balancer's own check decides. With
+//! [`HaproxyConfig::after_check`]`(false)` (`rollout.repool_after_check: false`) a repool
+//! is `state ready` at once, confirmed once HAProxy has the server UP, and the check
+//! follows with the server in the pool, as the old tool's `enable server` did.
 //!
 //! # Modules
 //!

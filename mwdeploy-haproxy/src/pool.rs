@@ -144,8 +144,8 @@ type Key = (String, String, String);
 /// - `repool`: on every proxy at once, within `repool_timeout`. A server with a health
 ///   check leaves maintenance through `state drain` (HAProxy checks it again, sends it
 ///   no new request), is made `state ready` only once a check passed since, then
-///   confirmed served (`UP`). A server without a check gets `state ready` at once.
-///   Its health is never forced (`health up`): the balancer's own check decides. A
+///   confirmed served (`UP`). A server without a check, or any server with
+///   [`HaproxyConfig::after_check`] off, gets `state ready` at once. Its health is never forced (`health up`): the balancer's own check decides. A
 ///   server not confirmed in time is put back in maintenance on that proxy, and on
 ///   every other proxy that served it ([`HaproxyError::NotServing`]).
 /// - `states` / `state`: from `show stat`; across proxies and backends, the least
