@@ -167,40 +167,14 @@ pub enum HaproxyError {
     /// (it is down, or its health check has not passed since it left maintenance). It
     /// was put back in maintenance on that proxy, unless `kept_out` is false (why is said
     /// through the progress handle).
-    #[error("proxy {proxy}: {server} not confirmed serving {waited:?} after leaving maintenance: status {status:?}, check {check}; {}", if *kept_out { "put back in maintenance" } else { "NOT put back in maintenance" })]
-    NotServing {
-        /// The proxy.
-        proxy: String,
-        /// The server as HAProxy addresses it: `backend/server`.
-        server: String,
-        /// Its status in HAProxy's words (`DOWN`, `DOWN 1/3`).
-        status: String,
-        /// Its last health check (`L4CON Connection refused`).
-        check: String,
-        /// How long we waited.
-        waited: Duration,
-        /// Whether it was put back in maintenance on that proxy.
-        kept_out: bool,
-    },
+    #[error("proxy {}: {} not confirmed serving {:?} after leaving maintenance: {}", .0.proxy, .0.server, .0.waited, .0.state())]
+    NotServing(Unserved),
     /// A repool: HAProxy's own checks failed the server, as many times in a row as its
     /// `rise` (from the health a server leaving maintenance starts with down to none), before
     /// one passed: it is down, with no wait for `repool_timeout`. It was put back in
     /// maintenance on that proxy, unless `kept_out` is false.
-    #[error("proxy {proxy}: {server} failed HAProxy's health check after leaving maintenance ({waited:?}): status {status:?}, check {check}; {}", if *kept_out { "put back in maintenance" } else { "NOT put back in maintenance" })]
-    CheckFailed {
-        /// The proxy.
-        proxy: String,
-        /// The server as HAProxy addresses it: `backend/server`.
-        server: String,
-        /// Its status in HAProxy's words (`DOWN`).
-        status: String,
-        /// Its last health check (`L7STS Layer7 wrong status`).
-        check: String,
-        /// How long after leaving maintenance.
-        waited: Duration,
-        /// Whether it was put back in maintenance on that proxy.
-        kept_out: bool,
-    },
+    #[error("proxy {}: {} failed HAProxy's health check after leaving maintenance ({:?}): {}", .0.proxy, .0.server, .0.waited, .0.state())]
+    CheckFailed(Unserved),
     /// A command was accepted but the server's state did not follow.
     #[error("proxy {proxy}: {server} is {status:?} after `{command}`")]
     NotConfirmed {
@@ -255,6 +229,41 @@ pub enum HaproxyError {
     Config(String),
 }
 
+/// A server a repool left out of the pool on one proxy ([`HaproxyError::NotServing`],
+/// [`HaproxyError::CheckFailed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Unserved {
+    /// The proxy.
+    pub proxy: String,
+    /// The server as HAProxy addresses it: `backend/server`.
+    pub server: String,
+    /// Its status in HAProxy's words (`DOWN`, `DOWN 1/3`, `DRAIN`).
+    pub status: String,
+    /// Its last health check (`L7STS Layer7 wrong status`).
+    pub check: String,
+    /// How long after leaving maintenance.
+    pub waited: Duration,
+    /// Whether it was put back in maintenance on that proxy.
+    pub kept_out: bool,
+}
+
+impl Unserved {
+    /// Status, check and whether it was put back in maintenance, for messages.
+    fn state(&self) -> String {
+        format!(
+            "status {:?}, check {}; {}",
+            self.status,
+            self.check,
+            if self.kept_out {
+                "put back in maintenance"
+            } else {
+                "NOT put back in maintenance"
+            }
+        )
+    }
+}
+
 fn rollback_text(put_back: &[String], not_put_back: &[String]) -> String {
     let mut s = String::new();
     if put_back.is_empty() && not_put_back.is_empty() {
@@ -290,9 +299,8 @@ impl HaproxyError {
             | BadAnswer { proxy, .. }
             | NoSuchBackend { proxy, .. }
             | NoSuchServer { proxy, .. }
-            | NotServing { proxy, .. }
-            | CheckFailed { proxy, .. }
             | NotConfirmed { proxy, .. } => Some(proxy),
+            NotServing(u) | CheckFailed(u) => Some(&u.proxy),
             DepoolRolledBack { failed, .. } => failed.proxy(),
             NotPooled { .. }
             | BadName(_)
@@ -302,6 +310,16 @@ impl HaproxyError {
         }
     }
 
+    /// Whether this proxy left the server out of its pool after a repool: its check
+    /// failed, or it did not serve the server in time. The server is then broken
+    /// whatever the other proxies saw.
+    pub fn rejects_server(&self) -> bool {
+        matches!(
+            self,
+            HaproxyError::NotServing(_) | HaproxyError::CheckFailed(_)
+        )
+    }
+
     /// What kind of failure this is for the engine.
     pub fn kind(&self) -> PortErrorKind {
         use HaproxyError::*;
@@ -309,9 +327,9 @@ impl HaproxyError {
             ConnectionRefused { .. } | SocketIo { .. } | Unreachable { .. } => {
                 PortErrorKind::Transient
             }
-            NoAnswer { .. } | NotServing { .. } => PortErrorKind::Timeout,
+            NoAnswer { .. } | NotServing(_) => PortErrorKind::Timeout,
             Refused { reason, .. } => reason.kind(),
-            BadAnswer { .. } | NoSuchServer { .. } | NotConfirmed { .. } | CheckFailed { .. } => {
+            BadAnswer { .. } | NoSuchServer { .. } | NotConfirmed { .. } | CheckFailed(_) => {
                 PortErrorKind::Permanent
             }
             SocketMissing { .. }
@@ -384,16 +402,19 @@ mod tests {
 
     #[test]
     fn a_repool_not_served_says_the_check_and_whether_it_was_kept_out() {
-        let not_serving = |kept_out| HaproxyError::NotServing {
-            proxy: "lb1".into(),
-            server: "mediawiki/mw1".into(),
-            status: "DOWN".into(),
-            check: "L7STS Layer7 wrong status".into(),
-            waited: Duration::from_secs(3),
-            kept_out,
+        let not_serving = |kept_out| {
+            HaproxyError::NotServing(Unserved {
+                proxy: "lb1".into(),
+                server: "mediawiki/mw1".into(),
+                status: "DOWN".into(),
+                check: "L7STS Layer7 wrong status".into(),
+                waited: Duration::from_secs(3),
+                kept_out,
+            })
         };
         let e = not_serving(true);
         assert_eq!(e.kind(), PortErrorKind::Timeout);
+        assert!(e.rejects_server());
         assert_eq!(e.proxy(), Some("lb1"));
         let text = e.to_string();
         for part in [
@@ -409,15 +430,19 @@ mod tests {
         assert!(text.ends_with("NOT put back in maintenance"), "{text}");
 
         // Taken down by HAProxy's checks before the bound: a failure, not a timeout.
-        let failed = HaproxyError::CheckFailed {
+        let failed = HaproxyError::CheckFailed(Unserved {
             proxy: "lb2".into(),
             server: "mediawiki/mw1".into(),
             status: "DOWN".into(),
             check: "L7STS Layer7 wrong status".into(),
             waited: Duration::from_millis(600),
             kept_out: true,
-        };
+        });
         assert_eq!(failed.kind(), PortErrorKind::Permanent);
+        assert!(
+            failed.rejects_server(),
+            "another proxy must take it out too"
+        );
         assert_eq!(failed.proxy(), Some("lb2"));
         let text = failed.to_string();
         for part in [

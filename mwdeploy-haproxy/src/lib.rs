@@ -93,7 +93,7 @@ pub mod stat;
 pub mod status;
 pub mod transport;
 
-pub use error::{HaproxyError, Refusal};
+pub use error::{HaproxyError, Refusal, Unserved};
 pub use pool::{HaproxyConfig, HaproxyPool, Proxy};
 pub use status::{BackendStatus, CheckStatus, Drift, PoolStatus, ProxyStatus, ServerStatus};
 pub use transport::Transport;

@@ -13,7 +13,7 @@ use mwdeploy_core::ports::{PoolControl, Progress, ProgressUpdate};
 use mwdeploy_core::{PoolState, PortError, Server, ServerId};
 use tokio::time::Instant;
 
-use crate::error::HaproxyError;
+use crate::error::{HaproxyError, Unserved};
 use crate::reply::{check_empty, refusal_of_show};
 use crate::stat::{parse_servers_state, parse_show_stat, RowKind, ServerStateRow, StatRow, Status};
 use crate::status::{
@@ -270,8 +270,8 @@ impl HaproxyPool {
     /// Repools `server` on every proxy; see [`HaproxyPool`]. Every proxy is tried; the
     /// first failure is returned (each one is also reported through `progress`).
     ///
-    /// When a proxy's check rejected the server ([`HaproxyError::NotServing`]), the
-    /// server is broken whatever the other proxies saw: it is put back in maintenance
+    /// When a proxy left the server out ([`HaproxyError::rejects_server`]: its check
+    /// failed, or it did not serve the server in time), the server is broken whatever the other proxies saw: it is put back in maintenance
     /// on the proxies that had confirmed it too, so no proxy sends it traffic.
     pub async fn repool_server(
         &self,
@@ -288,7 +288,7 @@ impl HaproxyPool {
         .await;
         let rejected = results
             .iter()
-            .any(|r| matches!(r, Err(HaproxyError::NotServing { .. })));
+            .any(|r| r.as_ref().is_err_and(HaproxyError::rejects_server));
         let mut first = None;
         for (proxy, result) in self.config.proxies.iter().zip(results) {
             match result {
@@ -753,27 +753,18 @@ impl HaproxyPool {
                         proxy.name
                     ));
                 }
-                let (proxy, server) = (proxy.name.clone(), format!("{backend}/{server}"));
-                let (status, check) = (row.status.clone(), row.check_text());
-                let kept_out = not_kept_out.is_none();
+                let unserved = Unserved {
+                    proxy: proxy.name.clone(),
+                    server: format!("{backend}/{server}"),
+                    status: row.status.clone(),
+                    check: row.check_text(),
+                    waited,
+                    kept_out: not_kept_out.is_none(),
+                };
                 return Err(if failed_checks {
-                    HaproxyError::CheckFailed {
-                        proxy,
-                        server,
-                        status,
-                        check,
-                        waited,
-                        kept_out,
-                    }
+                    HaproxyError::CheckFailed(unserved)
                 } else {
-                    HaproxyError::NotServing {
-                        proxy,
-                        server,
-                        status,
-                        check,
-                        waited,
-                        kept_out,
-                    }
+                    HaproxyError::NotServing(unserved)
                 });
             }
             let now = format!("{} (last check {})", row.status, row.check_text());

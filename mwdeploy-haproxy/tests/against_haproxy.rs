@@ -296,6 +296,39 @@ async fn without_the_check_wait_a_repool_serves_the_server_at_once_and_haproxy_c
 }
 
 #[tokio::test]
+async fn a_server_one_proxy_checks_down_is_taken_out_of_the_proxies_that_served_it() {
+    // lb1 and lb2 both know a server `mw1`, but each reaches its own copy of it: lb1's
+    // answers its check, lb2's does not once depooled (a proxy on another path to it).
+    let (mw1, mw2) = (Web::start("mw1"), Web::start("mw2"));
+    let mw1_via_lb2 = Web::start("mw1");
+    let lb1 = Haproxy::start("lb1", &one_backend(&[&mw1, &mw2]));
+    let lb2 = Haproxy::start("lb2", &one_backend(&[&mw1_via_lb2, &mw2]));
+    let pool = pool(
+        vec![local_proxy(&lb1), local_proxy(&lb2)],
+        &["mediawiki"],
+        LONG,
+        LONG,
+    );
+    let progress = Progress::discard(mw1.id());
+    pool.depool(&server(&mw1), &progress).await.unwrap();
+    mw1_via_lb2.set_healthy(false);
+
+    let err = tokio::time::timeout(GUARD, pool.repool(&server(&mw1), &progress))
+        .await
+        .expect("the repool must end once lb2's checks failed")
+        .unwrap_err();
+    assert_eq!(err.proxy.as_deref(), Some("lb2"), "{err}");
+    assert!(
+        err.detail.contains("failed HAProxy's health check"),
+        "{err}"
+    );
+    // Out of both: a server one proxy's check rejects gets no request from the other.
+    assert_eq!(lb2.status("mediawiki", "mw1"), "MAINT");
+    assert_eq!(lb1.status("mediawiki", "mw1"), "MAINT");
+    mw1_via_lb2.set_healthy(true);
+}
+
+#[tokio::test]
 async fn a_server_without_a_check_is_made_ready_at_once() {
     let (mw1, mw2) = (Web::start("mw1"), Web::start("mw2"));
     let lb = Haproxy::start(
