@@ -324,6 +324,9 @@ pub(crate) struct RolloutConfig {
     pub(crate) repool_timeout: Duration,
     /// A repooled server gets requests only once HAProxy's own check passed.
     pub(crate) repool_after_check: bool,
+    /// How long a server ready to be depooled waits for servers out for other reasons
+    /// (seen by the pool read before each depool) before the deploy stops.
+    pub(crate) room_timeout: Duration,
     /// Deadline of a copy ahead (release layout).
     pub(crate) copy_timeout: Duration,
     /// Deadline of a release switch, or of the in-place copy.
@@ -516,6 +519,7 @@ impl Config {
         p.canary = self.canary_policy();
         p.error_gate = self.error_gate_policy();
         p.timeouts = self.step_timeouts();
+        p.room_timeout = r.room_timeout;
         p
     }
 

@@ -421,6 +421,9 @@ impl DeployRequest {
         plan.policy = self.policy.clone();
         plan.staging = (!self.work.provision).then(|| self.config.staging_server());
         plan.preflight = !self.force;
+        // Read the pool again before each depool, against what the preflight counted
+        // (with --force there is no preflight: push as the old tool did).
+        plan.policy.reread_pool = plan.preflight;
         let mut meta = DeployMeta::default();
         meta.flags = self.argv.clone();
         meta.message = self.message.clone();

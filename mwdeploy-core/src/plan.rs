@@ -245,6 +245,14 @@ pub struct Policy {
     /// How often a repool that failed with a transient error (a proxy unreachable for a
     /// moment) is sent again before the server is reported out of the pool.
     pub pool_retries: u32,
+    /// Read the pool again before each depool and count every server it shows out that
+    /// the deploy does not already count (one that went down, or that someone took out,
+    /// since the preflight). Off by default: a read costs a round trip to every proxy
+    /// (and, in a simulation, a look at every server).
+    pub reread_pool: bool,
+    /// With [`Policy::reread_pool`]: how long a server ready to be depooled waits for
+    /// servers out for other reasons to come back before the deploy stops for lack of room.
+    pub room_timeout: Duration,
 }
 
 impl Default for Policy {
@@ -264,6 +272,8 @@ impl Default for Policy {
             prompt_timeout: Duration::from_secs(300),
             transfer_retries: 1,
             pool_retries: 2,
+            reread_pool: false,
+            room_timeout: Duration::from_secs(60),
         }
     }
 }

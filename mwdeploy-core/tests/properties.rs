@@ -83,6 +83,23 @@ fn the_checker_catches_too_many_servers_out() {
     );
 }
 
+/// The same fleet with the pool read again before each depool: the machine sees the
+/// server out, waits for room, and stops rather than take a second one out.
+#[test]
+fn reread_pool_keeps_rule_1_with_a_server_the_preflight_did_not_see() {
+    use mwdeploy_core::sim::Simulation;
+    use mwdeploy_core::{PoolState, StopReason};
+    let report = Simulation::new(3, 1)
+        .plan(|p| p.preflight = false)
+        .policy(|p| p.reread_pool = true)
+        .outsider("other1", PoolState::Maint)
+        .run()
+        .unwrap();
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
+    assert_eq!(report.report.stopped, Some(StopReason::NoRoom));
+    assert_eq!(report.max_out_of_pool, 1);
+}
+
 /// Same seed, same trace: every event, in order, identical.
 #[test]
 fn a_seed_replays_to_the_same_event_trace() {

@@ -76,6 +76,9 @@ struct Script {
     out: BTreeSet<String>,
     max_out: usize,
     max_in_flight: u32,
+    /// Pool changes that are nobody's deploy (a server goes down, someone depools one),
+    /// at these virtual times since the start.
+    changes: Vec<(Duration, String, PoolState)>,
 }
 
 fn who(a: &Action) -> String {
@@ -95,6 +98,7 @@ impl Script {
         let r = Rollout::new(plan, t0).expect("a valid plan");
         let (rules, answers, triggers, pending, log, pool, out) = Default::default();
         let (now, max_out, max_in_flight) = (t0, 0, 0);
+        let changes = Vec::new();
         Script {
             r,
             t0,
@@ -109,6 +113,28 @@ impl Script {
             out,
             max_out,
             max_in_flight,
+            changes,
+        }
+    }
+
+    /// At `at` since the start, `who` (in the plan or not) turns `state`, by no one's deploy.
+    fn change_at(mut self, at: Duration, who: &str, state: PoolState) -> Script {
+        self.changes.push((at, who.to_string(), state));
+        self.changes.sort_by_key(|c| std::cmp::Reverse(c.0));
+        self
+    }
+
+    fn apply_change(&mut self) {
+        let (at, name, state) = self.changes.pop().expect("a change");
+        self.now = self.now.max(self.t0 + at);
+        self.pool.insert(name.clone(), state);
+        self.fleet.retain(|(s, _)| s.as_str() != name);
+        self.fleet.push((id(&name), state));
+        if state.is_serving() {
+            self.out.remove(&name);
+        } else {
+            self.out.insert(name);
+            self.max_out = self.max_out.max(self.out.len());
         }
     }
 
@@ -160,6 +186,13 @@ impl Script {
                 return self;
             }
             let due = self.pending.iter().map(|p| p.0).min();
+            let change = self.changes.last().map(|c| self.t0 + c.0);
+            if change.is_some_and(|c| due.is_none_or(|d| c <= d))
+                && change.is_some_and(|c| self.r.poll_timeout().is_none_or(|t| c <= t))
+            {
+                self.apply_change();
+                continue;
+            }
             match (due, self.r.poll_timeout()) {
                 (Some(d), Some(t)) if t < d => self.tick(t),
                 (Some(_), _) => self.deliver(),
@@ -193,8 +226,16 @@ impl Script {
             }
         }
         if let Outcome::Pool(states) = &outcome {
-            let down = states.iter().filter(|(_, s)| !s.is_serving());
-            self.out.extend(down.map(|(id, _)| id.to_string()));
+            // As the fleet is now: a change may have landed since the read was answered.
+            let now_out = |id: &ServerId| match self.pool.get(id.as_str()) {
+                Some(s) => !s.is_serving(),
+                None => true,
+            };
+            let down = states
+                .iter()
+                .filter(|(id, s)| !s.is_serving() && now_out(id));
+            let down: Vec<String> = down.map(|(id, _)| id.to_string()).collect();
+            self.out.extend(down);
             self.max_out = self.max_out.max(self.out.len());
         }
         self.log.push(Rec::Done(self.t(), Box::new(action.clone())));
@@ -251,7 +292,12 @@ impl Script {
         let health = matches!(a.kind, ActionKind::Canary { .. } | ActionKind::Bake { .. });
         let state = self.pool.get(&w).copied().unwrap_or(PoolState::Up);
         let ok = match &a.kind {
-            ActionKind::QueryPool if w == "fleet" => Outcome::Pool(self.fleet.clone()),
+            ActionKind::QueryPool if w == "fleet" => Outcome::Pool(
+                self.fleet
+                    .iter()
+                    .map(|(s, st)| (s.clone(), self.pool.get(s.as_str()).copied().unwrap_or(*st)))
+                    .collect(),
+            ),
             ActionKind::QueryPool => Outcome::State(state),
             _ if health => Outcome::Health(Health::Healthy),
             ActionKind::Rollback => Outcome::RolledBackTo(release("old")),
@@ -1476,4 +1522,84 @@ fn a_server_held_out_or_failing_its_manual_canary_is_reported_at_the_end() {
         .all(|(_, why)| why == "held out of the pool by the operator"));
     // Never a repool after the failed canaries.
     assert_eq!(s.kinds("mw1").iter().filter(|k| **k == "repool").count(), 1);
+}
+
+// ---- room under max_unavailable, read again before each depool -------------------------
+
+/// mw1..mw3 one at a time, the pool read again before each depool, and `mw9`, not in
+/// the plan, in the balancer's backend.
+fn rereading(room_timeout: Duration) -> Script {
+    let mut p = plan(Layout::Releases, 3);
+    p.policy.reread_pool = true;
+    p.policy.room_timeout = room_timeout;
+    Script::new(p).pool_state("mw9", PoolState::Up)
+}
+
+#[test]
+fn reread_pool_reads_the_pool_before_every_depool() {
+    let s = rereading(60 * SEC).run();
+    assert_eq!(s.statuses(), [Done; 3]);
+    // The preflight, then one read before each of the three depools.
+    assert_eq!(s.kinds("fleet"), ["query_pool"; 4]);
+    for k in 1..=3 {
+        let depool = s.find(&format!("mw{k}"), "depool", 1, false).0;
+        let read = s.find("fleet", "query_pool", k + 1, true).0;
+        assert!(
+            read < depool,
+            "mw{k}: the read is answered before its depool"
+        );
+    }
+}
+
+#[test]
+fn reread_pool_waits_for_a_server_that_went_out_since_the_preflight() {
+    // mw9 goes down while mw1's copy runs and comes back 20 s later; mw2 (ours, done
+    // by then) goes down later and comes back 15 s after. Each time the next depool waits.
+    for (who, down, up) in [("mw9", 1, 21), ("mw1", 12, 27)] {
+        let s = rereading(60 * SEC)
+            .change_at(down * SEC, who, PoolState::Down)
+            .change_at(up * SEC, who, PoolState::Up)
+            .run();
+        assert_eq!(s.statuses(), [Done; 3], "{who}");
+        assert!(
+            warned(&s, &format!("{who} DOWN")),
+            "{who}: the wait is said"
+        );
+        let depools: Vec<Duration> = (1..=3)
+            .map(|k| s.find(&format!("mw{k}"), "depool", 1, false).1)
+            .collect();
+        assert!(
+            depools.iter().any(|t| *t >= up * SEC),
+            "{who}: a depool waited for it: {depools:?}"
+        );
+        assert!(
+            depools.iter().all(|t| *t < down * SEC || *t >= up * SEC),
+            "{who}: no depool while it was out: {depools:?}"
+        );
+        assert_eq!(s.r.report().max_out_of_pool, 1, "{who}");
+    }
+}
+
+#[test]
+fn reread_pool_stops_for_no_room_when_the_server_stays_out() {
+    let s = rereading(10 * SEC)
+        .change_at(SEC, "mw9", PoolState::Maint)
+        .run();
+    assert_eq!(s.statuses(), [Skipped; 3]);
+    let rep = s.r.report();
+    assert_eq!(rep.stopped, Some(StopReason::NoRoom));
+    assert_eq!(rep.exit_code, 1);
+    assert!(!s.kinds("mw1").contains(&"depool"));
+    assert!(warned(&s, "mw9 MAINT"));
+    let stop = s.event(|e| {
+        matches!(e, Event::Stopping { detail, .. } if detail.contains("no room") && detail.contains("mw9 MAINT"))
+    });
+    let (_, at) = stop.expect("a stop that names mw9");
+    assert!(at >= 10 * SEC, "it waited room_timeout first: {at:?}");
+}
+
+#[test]
+fn without_reread_pool_only_the_preflight_reads_the_pool() {
+    let s = Script::new(plan(Layout::Releases, 3)).run();
+    assert_eq!(s.kinds("fleet"), ["query_pool"]);
 }

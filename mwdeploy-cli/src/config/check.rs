@@ -821,6 +821,12 @@ impl Checker<'_> {
             Duration::from_secs(30),
             true,
         );
+        let room_timeout = self.dur(
+            "rollout.room_timeout",
+            rr.room_timeout.as_ref(),
+            Duration::from_secs(60),
+            true,
+        );
         // The engine's own defaults when missing (StepTimeouts::default()).
         let engine = mwdeploy_core::plan::StepTimeouts::default();
         let copy_timeout = self.dur(
@@ -985,6 +991,7 @@ impl Checker<'_> {
                 drain_timeout,
                 repool_timeout,
                 repool_after_check: rr.repool_after_check.unwrap_or(true),
+                room_timeout,
                 copy_timeout,
                 activate_timeout,
                 hook_timeout,

@@ -107,6 +107,7 @@ pub(super) struct RawRollout {
     pub(super) drain_timeout: Option<S<Dur>>,
     pub(super) repool_timeout: Option<S<Dur>>,
     pub(super) repool_after_check: Option<bool>,
+    pub(super) room_timeout: Option<S<Dur>>,
     pub(super) copy_timeout: Option<S<Dur>>,
     pub(super) activate_timeout: Option<S<Dur>>,
     pub(super) hook_timeout: Option<S<Dur>>,

@@ -83,6 +83,7 @@ fn a_minimal_config_gets_the_contract_s_defaults() {
     assert_eq!(r.drain_timeout, Duration::from_secs(30));
     assert_eq!(r.repool_timeout, Duration::from_secs(30));
     assert!(r.repool_after_check, "HAProxy's check decides by default");
+    assert_eq!(r.room_timeout, Duration::from_secs(60));
     // Missing step deadlines keep the engine's defaults.
     let engine = mwdeploy_core::plan::StepTimeouts::default();
     assert_eq!(
@@ -168,6 +169,7 @@ rollout:
   drain_timeout: 45s
   repool_timeout: 10s
   repool_after_check: false
+  room_timeout: 2m
   copy_timeout: 20m
   activate_timeout: 5m
   hook_timeout: 90s
@@ -277,6 +279,7 @@ webhooks:
     assert_eq!(p.timeouts.depool, Duration::from_secs(45 + 20));
     assert_eq!(p.timeouts.repool, Duration::from_secs(10 + 20));
     assert!(!c.rollout.repool_after_check);
+    assert_eq!(p.room_timeout, Duration::from_secs(120));
     assert_eq!(p.timeouts.copy, Duration::from_secs(1200));
     assert_eq!(p.timeouts.activate, Duration::from_secs(300));
     assert_eq!(p.timeouts.hook, Duration::from_secs(90));
@@ -341,6 +344,10 @@ fn wrong_types_and_bad_values_name_the_key_and_its_place() {
         (
             "rollout:\n  repool_timeout: 0s\n",
             &[":5:19:", "longer than 0s"],
+        ),
+        (
+            "rollout:\n  room_timeout: 0s\n",
+            &[":5:17:", "rollout.room_timeout", "longer than 0s"],
         ),
         (
             "rollout:\n  repool_after_check: maybe\n",

@@ -144,6 +144,7 @@ impl Rollout {
             // It keeps its place in `out` for the rest of the deploy.
             self.held -= 1;
             slot.out = false;
+            slot.kept = true;
             self.kept_out.push((id, why.clone()));
             self.finalize(
                 now,

@@ -28,10 +28,11 @@
 mod cycle;
 mod manual;
 mod prep;
+mod room;
 mod schedule;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::action::{Action, ActionId, ActionKind, Decision, Outcome, StopReason, Target};
@@ -123,6 +124,8 @@ struct Slot {
     pre_out: bool,
     /// The operator took it out (pool menu): it holds room until put back.
     manual_out: bool,
+    /// Kept out of the pool for good (failed): it holds room for the rest of the deploy.
+    kept: bool,
     activated: bool,
     attempt: u32,
     verify_tries: u8,
@@ -145,6 +148,20 @@ enum Timer {
     StagingRetry,
     StageBake(u32),
     Prompt(u64),
+    /// Read the pool again: servers out for other reasons left no room.
+    RoomRetry,
+}
+
+/// The pool read before a depool (`Policy::reread_pool`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Room {
+    /// None since the last depool: read before the next.
+    Stale,
+    Reading,
+    /// Read, and nothing depooled since.
+    Fresh,
+    /// Read, no room: read again at `Timer::RoomRetry`.
+    Waiting,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,6 +298,14 @@ pub struct Rollout {
     /// Manual pool steps under way.
     manual: u32,
     kept_out: Vec<(ServerId, String)>,
+    /// Out of the pool at the preflight, not ours: counted in `out` already.
+    outsiders: HashSet<ServerId>,
+    /// `Policy::reread_pool`: where the read before the next depool is.
+    room: Room,
+    /// What the last such read showed out that `out` does not count ("mw3 DOWN").
+    extra: Vec<String>,
+    /// Since when servers ready to be depooled wait for `extra` to come back.
+    room_since: Option<Instant>,
     failures: u32,
     budget: u32,
     paused: bool,
@@ -306,6 +331,7 @@ impl Rollout {
                 out: false,
                 pre_out: false,
                 manual_out: false,
+                kept: false,
                 activated: false,
                 attempt: 0,
                 verify_tries: 0,
@@ -353,6 +379,10 @@ impl Rollout {
             held: 0,
             manual: 0,
             kept_out: Vec::new(),
+            outsiders: HashSet::new(),
+            room: Room::Stale,
+            extra: Vec::new(),
+            room_since: None,
             failures: 0,
             budget,
             paused: false,
@@ -564,6 +594,7 @@ impl Rollout {
             Timer::StagingRetry => self.phase == Phase::Staging && self.staging_attempt > 0,
             Timer::StageBake(k) => self.gate == Gate::Bake(k),
             Timer::Prompt(seq) => self.prompt.as_ref().is_some_and(|p| p.seq == seq),
+            Timer::RoomRetry => self.room == Room::Waiting,
         }
     }
 

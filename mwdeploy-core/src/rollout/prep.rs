@@ -1,9 +1,10 @@
 //! The deploy before its first server: the staging canary, the preflight pool read,
 //! and the timers.
 
+use std::collections::HashSet;
 use std::time::Instant;
 
-use super::{health_of, Gate, Phase, Rollout, Timer};
+use super::{health_of, Gate, Phase, Rollout, Room, Timer};
 use crate::action::{ActionKind, Outcome, Target};
 use crate::error::PortError;
 use crate::event::{Event, PrepStatus, ServerStatus};
@@ -67,6 +68,7 @@ impl Rollout {
         match self.phase {
             Phase::Staging => self.staging_result(now, outcome),
             Phase::Preflight => self.preflight_result(now, outcome),
+            Phase::Running if self.room == Room::Reading => self.room_result(outcome),
             _ => {}
         }
     }
@@ -139,6 +141,7 @@ impl Rollout {
         };
         let mut not_up = Vec::new();
         let mut outsiders = Vec::new();
+        let mut outsider_ids = HashSet::new();
         let mut seen = vec![false; self.slots.len()];
         for (name, state) in &states {
             match self.by_backend_name.get(name).copied() {
@@ -149,7 +152,10 @@ impl Rollout {
                     }
                 }
                 Some(_) => {}
-                None if !state.is_serving() => outsiders.push(format!("{name} {state}")),
+                None if !state.is_serving() => {
+                    outsiders.push(format!("{name} {state}"));
+                    outsider_ids.insert(name.clone());
+                }
                 None => {}
             }
         }
@@ -183,6 +189,7 @@ impl Rollout {
         }
         // Others' servers already out take room under max_unavailable for the whole deploy.
         self.out += outsiders.len() as u32;
+        self.outsiders = outsider_ids;
         for (i, state) in &not_up {
             // Forced: it is deployed, but it was out before us, so it stays out after.
             // It counts like others' servers that are out: for the whole deploy.
@@ -282,6 +289,7 @@ impl Rollout {
                 self.next_stage_gate(now, k);
             }
             Timer::Prompt(_) => self.answer(now, "timeout", false),
+            Timer::RoomRetry => self.room = Room::Stale,
         }
     }
 }

@@ -28,18 +28,21 @@ impl Rollout {
             self.cursor += 1;
             self.start(now, i);
         }
+        let mut room = self.room_for_depool(now);
         // An error gate failure waits for room first: it is serving errors.
-        while self.out < max {
+        while room > 0 {
             let Some(i) = self.gate_ready.pop_front() else {
                 break;
             };
+            room -= 1;
             self.take_out(i);
             self.depool(now, i, Step::GateDepool);
         }
-        while !self.paused && self.prompt.is_none() && self.stopping.is_none() && self.out < max {
+        while !self.paused && self.prompt.is_none() && self.stopping.is_none() && room > 0 {
             let Some(i) = self.ready.pop_front() else {
                 break;
             };
+            room -= 1;
             self.take_out(i);
             if self.has_hook(i, HookPoint::PreDepool) {
                 self.run_hook(now, i, HookPoint::PreDepool, Step::PreDepool);
@@ -47,6 +50,8 @@ impl Rollout {
                 self.depool(now, i, Step::Depool);
             }
         }
+        // A read is good for the depools it allowed just now, not for later ones.
+        self.room_used();
         self.check_room(now);
         if self.stage_left == 0 && self.gate == Gate::Open && self.prompt.is_none() {
             let k = self.stage as u32 + 1;

@@ -173,5 +173,9 @@ pub fn random_scenario(seed: u64, max_servers: usize) -> Simulation {
         }
         _ => {}
     }
+    // Drawn last, so the draws above (and the runs of older seeds) stay as they were.
+    if rng.chance(0.5) {
+        sim = sim.policy(|p| p.reread_pool = true);
+    }
     sim
 }
