@@ -163,3 +163,102 @@ fn a_held_lock_refuses_the_deploy_and_names_its_holder() {
         "nothing started: no journal"
     );
 }
+
+/// A config edit: mw1's `post_repool` hook runs `script` (sh) on mw1, and `rollout:` gets
+/// `keys`.
+fn mw1_post_repool(script: String, keys: &'static str) -> impl FnOnce(String) -> String {
+    move |y: String| {
+        let mw1 = y.find("name: \"mw1\"").expect("mw1 in the config");
+        let hooks = mw1 + y[mw1..].find("post_activate:\n").unwrap();
+        let end = hooks + y[hooks..].find("]\n").unwrap() + 2;
+        let hook = serde_json::json!(["sh", "-c", script]);
+        let y = format!(
+            "{}      post_repool:\n        - {hook}\n{}",
+            &y[..end],
+            &y[end..]
+        );
+        y.replacen("rollout:\n", &format!("rollout:\n{keys}"), 1)
+    }
+}
+
+/// mw3 is not deployed; mw1's `post_repool` takes it out of the pool on the proxy (as an
+/// operator or a failing check could, after the preflight). The pool is read again before
+/// mw2's depool, so mw3 counts under `max_unavailable` 1: mw2 waits for it. Brought back a
+/// second later, mw2 goes on; left out, the deploy stops after `room_timeout` and mw2 is
+/// skipped, never depooled. Never two out at once.
+#[test]
+fn a_server_taken_out_during_the_deploy_is_counted_before_the_next_depool() {
+    let fleet = fleet(3, Layout::Releases, 60);
+    let sock = fleet.proxies()[0].admin_socket();
+    let say = |cmd: &str| {
+        format!(
+            "printf '{cmd} server mediawiki/mw3\\n' | socat stdio '{}'",
+            sock.display()
+        )
+    };
+    let keys = "  room_timeout: \"3s\"\n";
+    let args = ["--rsync", "--rollout", "--json", "--servers", "mw1,mw2"];
+
+    // 1. mw3 comes back a second after mw1's repool.
+    let back = format!(
+        "{}; ( sleep 1; {} ) </dev/null >/dev/null 2>&1 &",
+        say("disable"),
+        say("enable")
+    );
+    let c = config(&fleet, Layout::Releases, mw1_post_repool(back, keys));
+    write_stamp(fleet.staging().path(), "v2").unwrap();
+    let pool = fleet.start_pool_monitor(Duration::from_millis(10));
+    let o = mwdeploy(&c, &args);
+    let pool = pool.stop();
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{}", text(&o.stderr));
+    let lines = json_lines(&out);
+    let at = |f: &dyn Fn(&Value) -> bool| lines.iter().position(f).unwrap_or(usize::MAX);
+    let waited = at(&|l| {
+        l["event"] == "warning"
+            && l["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("waiting for room") && d.contains("mw3 MAINT"))
+    });
+    let mw2_depool = at(&|l| l["event"] == "pool" && l["server"] == "mw2");
+    assert!(waited < mw2_depool && mw2_depool < lines.len(), "{out}");
+    assert_eq!(pool.max_out, 1, "mw3, then mw2, never both: {pool:?}");
+    assert_eq!(stamps(&fleet)[..2], ["v2", "v2"]);
+
+    // 2. mw3 stays out: no room for mw2 within room_timeout.
+    let c = config(
+        &fleet,
+        Layout::Releases,
+        mw1_post_repool(say("disable"), keys),
+    );
+    write_stamp(fleet.staging().path(), "v3").unwrap();
+    let pool = fleet.start_pool_monitor(Duration::from_millis(10));
+    let o = mwdeploy(&c, &args);
+    let pool = pool.stop();
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{}", text(&o.stderr));
+    let lines = json_lines(&out);
+    assert_eq!(final_state(&lines, "mw1").as_deref(), Some("done"), "{out}");
+    assert_eq!(
+        final_state(&lines, "mw2").as_deref(),
+        Some("skipped"),
+        "{out}"
+    );
+    assert!(
+        lines.iter().any(|l| l["event"] == "stopping"
+            && l["reason"] == "no_room"
+            && l["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("mw3 MAINT"))),
+        "{out}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l["event"] == "pool" && l["server"] == "mw2"),
+        "{out}"
+    );
+    assert_eq!(pool.max_out, 1, "{pool:?}");
+    assert_eq!(stamps(&fleet)[..2], ["v3", "v2"]);
+    proxy_command(&fleet, 0, "enable server mediawiki/mw3");
+}
