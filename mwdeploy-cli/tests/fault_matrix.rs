@@ -241,7 +241,9 @@ fn cases(layout: Layout) -> Vec<Case> {
                 }),
             Case::new("activate_timeout", "activate")
                 .on_failure("continue")
-                .edit(|_, _, y| rollout(&y, "  activate_timeout: \"10ms\"\n"))
+                // 1 ms: the switch is one command over the open ssh connection, about
+                // 10 ms, so a 10 ms deadline let mw1's switch finish in time once in CI.
+                .edit(|_, _, y| rollout(&y, "  activate_timeout: \"1ms\"\n"))
                 .exercised(mw1_failed_with_detail),
             Case::new("activate_hang", "activate")
                 .edit(|_, _, y| {
