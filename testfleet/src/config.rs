@@ -6,9 +6,10 @@ use std::path::Path;
 use mwdeploy_core::Layout;
 
 use crate::error::Error;
-use crate::fleet::{write_private, Fleet};
+use crate::fleet::{write_private, Fleet, PostActivate};
 use crate::haproxy::BACKEND;
 use crate::http::VHOST;
+use crate::site::Site;
 
 /// A YAML double-quoted scalar (JSON's string escapes are YAML's too).
 fn q(s: &str) -> String {
@@ -39,6 +40,13 @@ fn list(items: &[String]) -> String {
 }
 
 impl Fleet {
+    fn post_activate_command<'a>(&self, site: &'a Site) -> &'a [String] {
+        match self.post_activate {
+            PostActivate::Reload => &site.reload,
+            PostActivate::OpcacheReset => &site.opcache_reset,
+        }
+    }
+
     /// The `config.yaml` text for this fleet with `release_layout: <layout>`: see
     /// [`write_config`](Self::write_config).
     pub fn config_yaml(&self, layout: Layout) -> String {
@@ -106,7 +114,7 @@ impl Fleet {
             let _ = writeln!(y, "    haproxy_server: {}", q(s.name()));
             let _ = writeln!(y, "    hooks:");
             let _ = writeln!(y, "      post_activate:");
-            let _ = writeln!(y, "        - {}", list(s.reload_command()));
+            let _ = writeln!(y, "        - {}", list(self.post_activate_command(&s.site)));
         }
         if self.proxies().is_empty() {
             let _ = writeln!(y, "proxy_servers: []");
@@ -123,7 +131,11 @@ impl Fleet {
         let _ = writeln!(y, "  canary_url: {}", q(&staging.canary_url()));
         let _ = writeln!(y, "  hooks:");
         let _ = writeln!(y, "    post_activate:");
-        let _ = writeln!(y, "      - {}", list(staging.reload_command()));
+        let _ = writeln!(
+            y,
+            "      - {}",
+            list(self.post_activate_command(&staging.site))
+        );
         let _ = writeln!(y, "webhooks:");
         let _ = writeln!(y, "  discord: {}", q(&self.webhooks().discord_url()));
         let _ = writeln!(y, "  slack: {}", q(&self.webhooks().slack_url()));

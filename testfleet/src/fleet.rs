@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use mwdeploy_core::{Layout, ReleaseId};
 
-use crate::conf::{php_fpm_conf, reload_script, FASTCGI_PARAMS};
+use crate::conf::{php_fpm_conf, reload_script, FASTCGI_PARAMS, OPCACHE_RESET_PHP};
 use crate::daemon::{stop_all, Daemon};
 use crate::error::{Error, IoContext};
 use crate::haproxy;
@@ -40,6 +40,18 @@ pub enum DocumentRoot {
     Symlinked,
 }
 
+/// What each server's (and staging's) `post_activate` hook does in the fleet's config, so
+/// that php-fpm serves the code just switched to or copied in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum PostActivate {
+    /// A graceful php-fpm reload that returns once php-fpm is ready again (the default).
+    #[default]
+    Reload,
+    /// `opcache_reset()` in the running php-fpm: no worker restarts, so it is quicker.
+    OpcacheReset,
+}
+
 /// Builds a [`Fleet`]; [`start`](Self::start) brings it up.
 #[derive(Debug, Clone)]
 pub struct FleetBuilder {
@@ -50,6 +62,7 @@ pub struct FleetBuilder {
     layout: Layout,
     versions: Vec<String>,
     document_root: DocumentRoot,
+    post_activate: PostActivate,
 }
 
 impl Default for FleetBuilder {
@@ -62,6 +75,7 @@ impl Default for FleetBuilder {
             layout: Layout::Inplace,
             versions: vec!["1.45".to_string()],
             document_root: DocumentRoot::Realpath,
+            post_activate: PostActivate::Reload,
         }
     }
 }
@@ -105,6 +119,12 @@ impl FleetBuilder {
     /// [`DocumentRoot::Realpath`]).
     pub fn document_root(mut self, root: DocumentRoot) -> Self {
         self.document_root = root;
+        self
+    }
+
+    /// The `post_activate` hook of the fleet's config (default [`PostActivate::Reload`]).
+    pub fn post_activate(mut self, hook: PostActivate) -> Self {
+        self.post_activate = hook;
         self
     }
 
@@ -174,6 +194,7 @@ pub struct Fleet {
     pub(crate) root: PathBuf,
     pub(crate) layout: Layout,
     pub(crate) document_root: DocumentRoot,
+    pub(crate) post_activate: PostActivate,
     pub(crate) programs: Programs,
     pub(crate) servers: Vec<Server>,
     pub(crate) staging: Staging,
@@ -276,6 +297,7 @@ impl Fleet {
             root,
             layout: b.layout,
             document_root: b.document_root,
+            post_activate: b.post_activate,
             programs,
             servers,
             staging,
@@ -465,6 +487,7 @@ impl Fleet {
             write(site.php_error_log(), String::new())?;
             let script = site.dir.join("reload-php-fpm");
             write(script.clone(), reload_script(site))?;
+            write(site.opcache_reset_php(), OPCACHE_RESET_PHP.to_string())?;
             fs::set_permissions(&script, fs::Permissions::from_mode(0o755))
                 .context(|| format!("setting the mode of {}", script.display()))?;
         }

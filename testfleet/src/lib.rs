@@ -82,7 +82,7 @@ mod webhook;
 
 pub use error::Error;
 pub use fault::Fault;
-pub use fleet::{DocumentRoot, Fleet, FleetBuilder};
+pub use fleet::{DocumentRoot, Fleet, FleetBuilder, PostActivate};
 pub use haproxy::{ServerState, BACKEND};
 pub use http::{Page, MAIN_PAGE, VHOST};
 pub use observe::{

@@ -12,6 +12,9 @@ use crate::haproxy::{self, ServerState, BACKEND};
 use crate::http::{self, Page, MAIN_PAGE};
 use crate::sys;
 
+/// Where each server's nginx serves the opcache reset (to 127.0.0.1 only).
+pub(crate) const OPCACHE_RESET_PATH: &str = "/__testfleet/opcache-reset";
+
 /// What a web server and the deploy host's staging site have in common: a live tree served
 /// by nginx through the site's own php-fpm.
 #[derive(Debug, Clone)]
@@ -22,11 +25,26 @@ pub(crate) struct Site {
     pub(crate) live: PathBuf,
     pub(crate) releases: PathBuf,
     pub(crate) reload: Vec<String>,
+    pub(crate) opcache_reset: Vec<String>,
 }
 
 impl Site {
     pub(crate) fn new(name: &str, dir: PathBuf, http_port: u16) -> Site {
         let reload = vec![dir.join("reload-php-fpm").to_string_lossy().into_owned()];
+        let opcache_reset = [
+            "curl",
+            "--fail",
+            "--silent",
+            "--show-error",
+            "--max-time",
+            "10",
+            "--output",
+            "/dev/null",
+        ]
+        .into_iter()
+        .map(String::from)
+        .chain([format!("http://127.0.0.1:{http_port}{OPCACHE_RESET_PATH}")])
+        .collect();
         Site {
             name: name.to_string(),
             live: dir.join("mediawiki"),
@@ -34,7 +52,14 @@ impl Site {
             dir,
             http_port,
             reload,
+            opcache_reset,
         }
+    }
+
+    /// The PHP file that empties the opcache (outside any tree: nginx serves it at
+    /// [`OPCACHE_RESET_PATH`]).
+    pub(crate) fn opcache_reset_php(&self) -> PathBuf {
+        self.dir.join("opcache-reset.php")
     }
 
     pub(crate) fn fault_file(&self) -> PathBuf {
@@ -127,6 +152,17 @@ macro_rules! site_accessors {
         /// opcache) and returns once it serves again: its `post_activate` hook.
         pub fn reload_command(&self) -> &[String] {
             &self.site.reload
+        }
+
+        /// The argv that empties its php-fpm's opcache without a reload (`opcache_reset()`
+        /// through nginx, as cachetool's `opcache:reset` does through FastCGI): the other
+        /// `post_activate` hook a fleet can use ([`PostActivate::OpcacheReset`]). With
+        /// `$realpath_root` a new release is served anyway; in place the reset is what makes
+        /// php-fpm read the changed files.
+        ///
+        /// [`PostActivate::OpcacheReset`]: crate::PostActivate::OpcacheReset
+        pub fn opcache_reset_command(&self) -> &[String] {
+            &self.site.opcache_reset
         }
 
         /// Runs [`reload_command`](Self::reload_command) here.

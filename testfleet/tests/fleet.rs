@@ -269,6 +269,19 @@ fn fleet_of_eight_serves_switches_takes_faults_and_leaves_nothing() {
     }
     ok(mw2.reload());
     assert_eq!(stamp_of(mw2), "r2");
+    // The other post_activate hook: opcache_reset() in the running php-fpm does the same.
+    ok(write_stamp(&mw2_tree, "r3"));
+    assert_eq!(stamp_of(mw2), "r2", "changed files unseen before the reset");
+    let reset = mw2.opcache_reset_command();
+    let out = output(Command::new(&reset[0]).args(&reset[1..]));
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        stamp_of(mw2),
+        "r3",
+        "the reset makes php-fpm read the files again"
+    );
+    ok(write_stamp(&mw2_tree, "r2"));
+    ok(mw2.reload());
 
     // A page mixing two releases is caught by the load generator.
     fs::write(

@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! cargo run --release -p mwdeploy-benches --bin e2e -- [--rounds N] [--servers 8]
-//!     [--files 20000] [--megabytes 200] [--proxies 2] [--parallel 2] [--smoke]
+//!     [--files 20000] [--megabytes 200] [--proxies 2] [--parallel 2] [--no-check-wait]
+//!     [--opcache-reset] [--smoke]
 //! ```
 //!
 //! Two fleets of the same size and tree run side by side: one in the in-place layout (the
@@ -36,7 +37,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use testfleet::{Fleet, Layout, LoadOptions, PoolReport, VHOST};
+use testfleet::{Fleet, Layout, LoadOptions, PoolReport, PostActivate, VHOST};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -53,14 +54,17 @@ struct Args {
     /// mwdeploy with `repool_after_check: false`: a repool does not wait for HAProxy's
     /// own check (the old procedure's `enable server`).
     no_check_wait: bool,
+    /// The fleets' `post_activate` empties the opcache instead of reloading php-fpm.
+    opcache_reset: bool,
     smoke: bool,
 }
 
 const USAGE: &str =
-    "usage: e2e [--rounds N] [--servers N] [--proxies N] [--files N] [--megabytes N] [--parallel N] [--no-check-wait] [--smoke]\n\
+    "usage: e2e [--rounds N] [--servers N] [--proxies N] [--files N] [--megabytes N] [--parallel N] [--no-check-wait] [--opcache-reset] [--smoke]\n\
   defaults: 3 rounds, 8 servers, 2 proxies, 20000 files, 200 MB, mwdeploy --parallel 2\n\
   (the release layout copies the next server while one is out; --max-unavailable stays 1)\n\
   --no-check-wait: mwdeploy with rollout.repool_after_check: false (ready at once, as the old procedure)\n\
+  --opcache-reset: every server's post_activate hook calls opcache_reset() instead of reloading php-fpm\n\
   --smoke: 2 servers, 1 proxy, 100 files, 1 MB, 1 round, a lighter load (for CI: no timing is judged)";
 
 fn parse_args() -> Result<Args, String> {
@@ -72,6 +76,7 @@ fn parse_args() -> Result<Args, String> {
         megabytes: 200,
         parallel: 2,
         no_check_wait: false,
+        opcache_reset: false,
         smoke: false,
     };
     let mut given: Vec<(String, String)> = Vec::new();
@@ -80,6 +85,7 @@ fn parse_args() -> Result<Args, String> {
         match arg.as_str() {
             "--smoke" => a.smoke = true,
             "--no-check-wait" => a.no_check_wait = true,
+            "--opcache-reset" => a.opcache_reset = true,
             "-h" | "--help" => return Err(USAGE.to_string()),
             "--rounds" | "--servers" | "--proxies" | "--files" | "--megabytes" | "--parallel" => {
                 let v = it
@@ -223,6 +229,11 @@ fn run(args: Args) -> Result<bool, Error> {
             .proxies(args.proxies)
             .tree(args.files, args.megabytes)
             .layout(layout)
+            .post_activate(if args.opcache_reset {
+                PostActivate::OpcacheReset
+            } else {
+                PostActivate::Reload
+            })
             .start()
             .map_err(|e| format!("starting the {layout} fleet (scripts/install-deps.sh): {e}"))?;
         eprintln!(
@@ -831,7 +842,7 @@ impl Bench {
         let _ = writeln!(
             t,
             "### {} servers, {} proxies, tree of {} files / {} MB, {} round(s), \
-             mwdeploy --parallel {} --max-unavailable 1{}: medians\n",
+             mwdeploy --parallel {} --max-unavailable 1{}{}: medians\n",
             a.servers,
             a.proxies,
             a.files,
@@ -840,6 +851,11 @@ impl Bench {
             a.parallel,
             if a.no_check_wait {
                 ", repool_after_check: false"
+            } else {
+                ""
+            },
+            if a.opcache_reset {
+                ", post_activate: opcache reset"
             } else {
                 ""
             }

@@ -17,6 +17,8 @@ impl Rollout {
     pub(super) fn room_for_depool(&mut self, now: Instant) -> u32 {
         let max = self.plan.policy.max_unavailable;
         if self.out >= max || !self.wants_depool() {
+            // Not waiting on others' servers now: a later wait starts its own clock.
+            self.room_since = None;
             return 0;
         }
         if !self.plan.policy.reread_pool {
