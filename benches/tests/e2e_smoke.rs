@@ -1,8 +1,9 @@
 //! The end-to-end benchmark's smoke run (`e2e --smoke`: 2 servers, 1 proxy, a 100-file tree, one
 //! round), as CI runs it: it must complete and print the table with every scenario and the
 //! targets. No threshold on seconds is checked here: benchmarks are not timed tests. It runs
-//! with `--no-check-wait`, so the config that option writes is one mwdeploy accepts (the
-//! default repool is what every other test of the command runs).
+//! with `--no-check-wait --opcache-reset`, so the config those options write is one mwdeploy
+//! accepts and deploys with (the default repool and the php-fpm reload are what every other
+//! test of the command runs).
 
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -11,7 +12,7 @@ use std::time::Instant;
 fn the_smoke_run_completes_and_reports_every_scenario() {
     let began = Instant::now();
     let o = Command::new(env!("CARGO_BIN_EXE_e2e"))
-        .args(["--smoke", "--no-check-wait"])
+        .args(["--smoke", "--no-check-wait", "--opcache-reset"])
         .stdin(Stdio::null())
         .output()
         .expect("the e2e binary runs");
@@ -52,8 +53,10 @@ fn the_smoke_run_completes_and_reports_every_scenario() {
         "no reference line in:\n{out}"
     );
     assert!(
-        out.contains("--max-unavailable 1, repool_after_check: false: medians"),
-        "the table does not say how mwdeploy repooled:\n{out}"
+        out.contains(
+            "--max-unavailable 1, repool_after_check: false, post_activate: opcache reset: medians"
+        ),
+        "the table does not say how mwdeploy repooled and reset:\n{out}"
     );
     eprintln!(
         "e2e --smoke took {:.1} s\n{err}",

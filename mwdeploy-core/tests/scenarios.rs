@@ -1603,3 +1603,38 @@ fn without_reread_pool_only_the_preflight_reads_the_pool() {
     let s = Script::new(plan(Layout::Releases, 3)).run();
     assert_eq!(s.kinds("fleet"), ["query_pool"]);
 }
+
+#[test]
+fn reread_pool_reads_again_after_a_pre_depool_hook_and_waits_for_what_went_out_meanwhile() {
+    // mw1's pre_depool hook takes 10 s; mw9 goes down 2 s into it and comes back at 30 s.
+    // The read before the hook saw nothing; the one after it sees mw9, so mw1's depool
+    // waits, without running its hook again.
+    let mut s = rereading(60 * SEC);
+    s.r = {
+        let mut p = s.r.plan().clone();
+        for srv in &mut p.servers {
+            srv.hooks = HookPoints::of(&[HookPoint::PreDepool]);
+        }
+        Rollout::new(p, s.t0).unwrap()
+    };
+    let s = s
+        .on_nth("mw1", "hook", 1..=1, Reply::Late(10 * SEC))
+        .change_at(6 * SEC, "mw9", PoolState::Down)
+        .change_at(30 * SEC, "mw9", PoolState::Up)
+        .run();
+    assert_eq!(s.statuses(), [Done; 3]);
+    let kinds = s.kinds("mw1");
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "hook").count(),
+        1,
+        "{kinds:?}"
+    );
+    let (hook_done, _) = s.find("mw1", "hook", 1, true);
+    let (depool, at) = s.find("mw1", "depool", 1, false);
+    let read_between = s.log[hook_done..depool].iter().any(|r| {
+        matches!(r, Rec::Done(_, a) if a.kind == ActionKind::QueryPool && a.target == Target::Fleet)
+    });
+    assert!(read_between, "a pool read between the hook and the depool");
+    assert!(at >= 30 * SEC, "mw1 depooled at {at:?}, while mw9 was down");
+    assert!(warned(&s, "mw9 DOWN"));
+}

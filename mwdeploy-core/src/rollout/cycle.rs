@@ -243,6 +243,19 @@ impl Rollout {
             Step::PreDepool => {
                 self.hook_event(i, HookPoint::PreDepool, &failed);
                 match failed {
+                    None if self.plan.policy.reread_pool => {
+                        // Servers may have gone out while the hook ran: the depool waits
+                        // for a pool read of its own, first in line.
+                        self.slots[i as usize].hooked = true;
+                        self.give_back(i);
+                        self.slots[i as usize].step = Step::Ready;
+                        if self.stopping.is_some() {
+                            // Stopping depools no server that is still in the pool.
+                            let why = "not deployed: the deploy stopped first (after its pre_depool hook)";
+                            return self.finalize(now, i, ServerStatus::Skipped, Some(why.into()));
+                        }
+                        self.ready.push_front(i);
+                    }
                     None => self.depool(now, i, Step::Depool),
                     Some(e) => {
                         self.give_back(i);

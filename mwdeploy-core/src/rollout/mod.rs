@@ -126,6 +126,8 @@ struct Slot {
     manual_out: bool,
     /// Kept out of the pool for good (failed): it holds room for the rest of the deploy.
     kept: bool,
+    /// Its `pre_depool` hook ran: a depool that waits for room again does not rerun it.
+    hooked: bool,
     activated: bool,
     attempt: u32,
     verify_tries: u8,
@@ -332,6 +334,7 @@ impl Rollout {
                 pre_out: false,
                 manual_out: false,
                 kept: false,
+                hooked: false,
                 activated: false,
                 attempt: 0,
                 verify_tries: 0,

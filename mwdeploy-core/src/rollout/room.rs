@@ -108,7 +108,11 @@ impl Rollout {
                 self.plan.policy.max_unavailable,
                 timeout.as_secs_f64()
             );
-            return self.stop(now, StopReason::NoRoom, detail);
+            self.stop(now, StopReason::NoRoom, detail);
+            // Stopping skips the servers not yet depooled; those waiting to be taken out
+            // after a failed error gate would wait for ever (also when the deploy was
+            // stopping already).
+            return self.gate_depools_give_up(now);
         }
         self.room = Room::Waiting;
         self.timer(now + ROOM_POLL, Timer::RoomRetry);

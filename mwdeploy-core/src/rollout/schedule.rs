@@ -44,7 +44,7 @@ impl Rollout {
             };
             room -= 1;
             self.take_out(i);
-            if self.has_hook(i, HookPoint::PreDepool) {
+            if self.has_hook(i, HookPoint::PreDepool) && !self.slots[i as usize].hooked {
                 self.run_hook(now, i, HookPoint::PreDepool, Step::PreDepool);
             } else {
                 self.depool(now, i, Step::Depool);
@@ -81,7 +81,12 @@ impl Rollout {
         if !self.ready.is_empty() {
             self.no_room(now);
         }
-        // An error-gate failure that can never get room stays in the pool: say so.
+        self.gate_depools_give_up(now);
+    }
+
+    /// Servers whose error gate (or `post_repool`) failed and that wait for room to be
+    /// depooled, when no room will come: they stay in the pool, failed, and say so.
+    pub(super) fn gate_depools_give_up(&mut self, now: Instant) {
         while let Some(i) = self.gate_ready.pop_front() {
             let why = self.slots[i as usize].why.take().unwrap_or_default();
             self.finalize(

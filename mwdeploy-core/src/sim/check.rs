@@ -4,9 +4,9 @@
 //! never at the whole fleet, so checking costs the same per step at any fleet size.
 //! Only [`Checker::finish`] looks at every server still out of the pool, once.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use crate::action::{Action, ActionKind, Target};
+use crate::action::{Action, ActionId, ActionKind, Outcome, Target};
 use crate::event::{Event, PrepStatus, ServerStatus};
 use crate::plan::{OnFailure, Plan};
 use crate::rollout::Report;
@@ -35,6 +35,16 @@ pub struct Checker {
     max_out: u32,
     /// Out of the pool before the deploy: others' doing, not the machine's.
     out_before: u32,
+    /// `Policy::reread_pool`: the machine reads the pool before each depool.
+    reread: bool,
+    /// Outages begun when the machine last read the whole pool.
+    outages_at_read: u64,
+    /// Depools in flight -> `outages_at_read` when the machine decided to take that
+    /// server out (what it could know then).
+    depool_knew: HashMap<ActionId, u64>,
+    /// Servers taken out and not put back since -> `outages_at_read` at that decision: a
+    /// depool sent again (a balancer reload undid the first) is the same decision.
+    decided: HashMap<u32, u64>,
     violations: Vec<String>,
 }
 
@@ -58,6 +68,10 @@ impl Checker {
             depooled: HashSet::new(),
             max_out: 0,
             out_before: 0,
+            reread: plan.policy.reread_pool,
+            outages_at_read: 0,
+            depool_knew: HashMap::new(),
+            decided: HashMap::new(),
             violations: Vec::new(),
         }
     }
@@ -115,16 +129,30 @@ impl Checker {
             }
             ActionKind::Depool => {
                 self.depooled.insert(i);
+                let knew = *self.decided.entry(i).or_insert(self.outages_at_read);
+                self.depool_knew.insert(action.id, knew);
+            }
+            ActionKind::Repool => {
+                self.decided.remove(&i);
             }
             _ => {}
         }
     }
 
-    /// `action` was answered; `fleet` is the state after its effect.
-    pub fn on_applied(&mut self, action: &Action, fleet: &FleetModel) {
+    /// `action` was answered with `outcome`; `fleet` is the state after its effect.
+    pub fn on_applied(&mut self, action: &Action, outcome: &Outcome, fleet: &FleetModel) {
+        if action.kind == ActionKind::QueryPool
+            && action.target == Target::Fleet
+            && matches!(outcome, Outcome::Pool(_))
+        {
+            self.outages_at_read = fleet.outages();
+        }
         let out = fleet.out_of_pool();
         self.max_out = self.max_out.max(out);
-        if out > self.max_unavailable.max(self.out_before) {
+        // Servers an outage took down are not the machine's doing...
+        let limit = self.max_unavailable.max(self.out_before);
+        let outage_out = fleet.out_by_outage_since(0);
+        if out > limit + outage_out {
             self.violate(
                 1,
                 format!(
@@ -132,6 +160,21 @@ impl Checker {
                     action.kind.name(),
                     action.target,
                     self.max_unavailable
+                ),
+            );
+        }
+        // ...unless it had read the pool after they went down when it asked for a depool.
+        let knew = match action.kind {
+            ActionKind::Depool => self.depool_knew.remove(&action.id),
+            _ => None,
+        };
+        let seen = knew.map_or(0, |k| outage_out - fleet.out_by_outage_since(k));
+        if self.reread && knew.is_some() && out > limit + outage_out - seen {
+            self.violate(
+                1,
+                format!(
+                    "{} depooled with {out} servers out (max_unavailable {}), {seen} of them down by an outage the machine had read",
+                    action.target, self.max_unavailable
                 ),
             );
         }

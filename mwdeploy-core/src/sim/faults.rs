@@ -26,6 +26,9 @@ pub struct Faults {
     pub rollback_fail: f64,
     /// The staging canary fails (every attempt).
     pub staging_fail: f64,
+    /// A server of the backend that is not deployed goes DOWN on its own, or one that did
+    /// comes back UP: what the pool read before each depool is there to see.
+    pub outage: f64,
 }
 
 impl Faults {
@@ -64,6 +67,7 @@ impl Faults {
             gate_fail: p,
             rollback_fail: p,
             staging_fail: 0.0,
+            outage: 0.0,
         }
     }
 }

@@ -95,6 +95,10 @@ pub struct FleetModel {
     /// Pooled servers of ours that the balancer does not serve.
     out: BTreeSet<u32>,
     reloads: u64,
+    /// Outages begun so far ([`Faults::outage`]); each outsider down by one holds the
+    /// count it began as.
+    outages: u64,
+    outage_of: HashMap<usize, u64>,
     staging: Option<ServerId>,
     staging_broken: bool,
     /// Servers whose new release is broken whatever the seed draws.
@@ -151,6 +155,8 @@ impl FleetModel {
             outsiders,
             out: BTreeSet::new(),
             reloads: 0,
+            outages: 0,
+            outage_of: HashMap::new(),
             staging,
             staging_broken,
             broken: BTreeSet::new(),
@@ -242,6 +248,32 @@ impl FleetModel {
         self.reloads
     }
 
+    /// How many outages ([`Faults::outage`]) began so far.
+    pub fn outages(&self) -> u64 {
+        self.outages
+    }
+
+    /// Servers down now by an outage that began after the first `since` outages.
+    pub fn out_by_outage_since(&self, since: u64) -> u32 {
+        self.outage_of.values().filter(|&&n| n > since).count() as u32
+    }
+
+    /// An outsider UP goes DOWN, or one an outage took down comes back.
+    fn outage(&mut self) {
+        if self.outsiders.is_empty() {
+            return;
+        }
+        let k = self.rng.below(self.outsiders.len() as u64) as usize;
+        let state = &mut self.outsiders[k].1;
+        if self.outage_of.remove(&k).is_some() {
+            *state = PoolState::Up;
+        } else if state.is_serving() {
+            *state = PoolState::Down;
+            self.outages += 1;
+            self.outage_of.insert(k, self.outages);
+        }
+    }
+
     /// Our servers the balancer does not serve, in index order.
     pub fn out_servers(&self) -> impl Iterator<Item = (&ServerId, PoolState)> {
         self.out
@@ -275,6 +307,9 @@ impl FleetModel {
     pub fn start(&mut self, kind: &ActionKind, target: &Target) -> Planned {
         if self.rng.chance(self.faults.reload) {
             self.reload();
+        }
+        if self.rng.chance(self.faults.outage) {
+            self.outage();
         }
         let hang = !matches!(kind, ActionKind::Notify(_)) && self.rng.chance(self.faults.hang);
         let i = match target {

@@ -207,6 +207,13 @@ impl Simulation {
         self
     }
 
+    /// Sets [`Faults::outage`]: servers added with [`outsider`](Self::outsider) go down
+    /// and come back on their own, at `rate` per step.
+    pub fn outage_rate(mut self, rate: f64) -> Self {
+        self.faults.outage = rate;
+        self
+    }
+
     /// A deployed server that is already out of the pool before the deploy.
     pub fn down(mut self, server: &str, state: PoolState) -> Self {
         let id = ServerId::new(server).expect("server name is valid");
@@ -348,7 +355,7 @@ impl Simulation {
                 let Reverse((_, k)) = due.pop().expect("peeked");
                 let (a, p) = planned.remove(&k).expect("planned with its key");
                 let outcome = model.finish(p);
-                checker.on_applied(&a, &model);
+                checker.on_applied(&a, &outcome, &model);
                 r.handle_completion(now, a.id, outcome);
             } else if next_decision == Some(next) {
                 let Reverse((_, k)) = decisions.pop().expect("peeked");

@@ -39,6 +39,8 @@ pub fn random_scenario(seed: u64, max_servers: usize) -> Simulation {
         gate_fail: rate(&mut rng, 0.2),
         rollback_fail: rate(&mut rng, 0.2),
         staging_fail: rate(&mut rng, 0.3),
+        // Drawn at the end (below), so older seeds keep their runs.
+        outage: 0.0,
     };
     let layout = if rng.chance(0.5) {
         Layout::Releases
@@ -176,6 +178,11 @@ pub fn random_scenario(seed: u64, max_servers: usize) -> Simulation {
     // Drawn last, so the draws above (and the runs of older seeds) stay as they were.
     if rng.chance(0.5) {
         sim = sim.policy(|p| p.reread_pool = true);
+    }
+    // Servers not deployed that go down and come back on their own, now and then.
+    if rng.chance(0.3) {
+        let rate = 0.005 + 0.03 * rng.unit();
+        sim = sim.outsider("other9", PoolState::Up).outage_rate(rate);
     }
     sim
 }
