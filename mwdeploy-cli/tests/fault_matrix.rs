@@ -104,16 +104,17 @@ fn cases(layout: Layout) -> Vec<Case> {
     } else {
         "activate_timeout"
     };
-    // mw1's page fails from its switch (or in-place copy) on, until its rollback.
-    let canary_fail = move |name: &'static str| {
+    // mw1's page is broken (`fault`: an error, or no answer) from its switch (or in-place
+    // copy) on, until its rollback.
+    let page_broken = move |name: &'static str, fault: Fault| {
         Case::new(name, "canary")
             .at(
                 move |r| is_state(r, "mw1", if rel { "activating" } else { "transferring" }),
-                |c| c.inject(Fault::PageError(MW1)),
+                move |c| c.inject(fault),
             )
             .at(
                 |r| is_state(r, "mw1", "rolling_back"),
-                |c| c.clear(Fault::PageError(MW1)),
+                move |c| c.clear(fault),
             )
             .exercised(|l| {
                 has(l, "a failed canary of mw1", |r| {
@@ -288,10 +289,10 @@ fn cases(layout: Layout) -> Vec<Case> {
             )
             .exercised(mw1_failed_with_detail),
         // ---- canary
-        canary_fail("canary_fail"),
+        page_broken("canary_fail", Fault::PageError(MW1)),
         // The same without the repool's wait for HAProxy's check: the canary is still the
         // gate (rule 2), whatever the repool does after it.
-        canary_fail("canary_fail_no_check_wait")
+        page_broken("canary_fail_no_check_wait", Fault::PageError(MW1))
             .edit(|_, _, y| rollout(&y, "  repool_after_check: false\n")),
         Case::new("canary_timeout", "canary")
             .on_failure("continue")
@@ -309,21 +310,7 @@ fn cases(layout: Layout) -> Vec<Case> {
                     is_event(r, "canary", "mw1") && r["ok"] == false
                 })
             }),
-        Case::new("canary_hang", "canary")
-            .edit(|_, _, y| canary(&y, "1s", 2))
-            .at(
-                move |r| is_state(r, "mw1", if rel { "activating" } else { "transferring" }),
-                |c| c.inject(Fault::PageHang(MW1)),
-            )
-            .at(
-                |r| is_state(r, "mw1", "rolling_back"),
-                |c| c.clear(Fault::PageHang(MW1)),
-            )
-            .exercised(|l| {
-                has(l, "a failed canary of mw1", |r| {
-                    is_event(r, "canary", "mw1") && r["ok"] == false
-                })
-            }),
+        page_broken("canary_hang", Fault::PageHang(MW1)).edit(|_, _, y| canary(&y, "1s", 2)),
         // ---- repool
         // lb2 goes away once mw1 is out: its repool cannot be confirmed everywhere. (At
         // its hooks, not its canary: the 15 ms journal poll plus HAProxy's exit must land

@@ -1638,3 +1638,42 @@ fn reread_pool_reads_again_after_a_pre_depool_hook_and_waits_for_what_went_out_m
     assert!(at >= 30 * SEC, "mw1 depooled at {at:?}, while mw9 was down");
     assert!(warned(&s, "mw9 DOWN"));
 }
+
+#[test]
+fn reread_pool_counts_a_kept_server_the_operator_put_back_once_it_goes_down_again() {
+    // mw1 fails its canary and is kept out; the operator puts it back (pool menu) while
+    // mw2 deploys. Later mw1 and mw9 go down on their own: with max_unavailable 2, mw3
+    // must wait until they are back, mw1 no longer counted as kept out (it was, and mw3
+    // went out beside both).
+    let mut p = plan(Layout::Inplace, 3);
+    p.policy.max_unavailable = 2;
+    p.policy.reread_pool = true;
+    p.policy.failure_budget = FailureBudget::Count(1);
+    // mw3 in a stage of its own after a 10 s bake: mw1 and mw9 go down meanwhile.
+    p.policy.stages = vec![StageSize::Count(2), StageSize::Percent(100)];
+    p.policy.bake = 10 * SEC;
+    let s = Script::new(p)
+        .pool_state("mw9", PoolState::Up)
+        .on_nth("mw1", "canary", 1..=3, Reply::Fail)
+        .pool_on("mw2", "depool", "mw1", false)
+        .change_at(25 * SEC, "mw1", PoolState::Down)
+        .change_at(25 * SEC, "mw9", PoolState::Down)
+        .change_at(50 * SEC, "mw9", PoolState::Up)
+        .change_at(50 * SEC, "mw1", PoolState::Up)
+        .run();
+    assert!(warned(
+        &s,
+        "pool: mw1 put back into the pool by the operator"
+    ));
+    let (_, repooled) = s.find("mw1", "repool", 1, true);
+    let (_, mw3) = s.find("mw3", "depool", 1, false);
+    assert!(
+        repooled < 25 * SEC,
+        "mw1 back before it goes down: {repooled:?}"
+    );
+    assert!(
+        mw3 >= 50 * SEC,
+        "mw3 depooled at {mw3:?}, while mw1 and mw9 were down"
+    );
+    assert!(warned(&s, "mw1 DOWN"));
+}

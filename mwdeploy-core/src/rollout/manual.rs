@@ -45,8 +45,7 @@ impl Rollout {
                 format!("pool: {name} {why}: ask again once its cycle is over"),
             );
         }
-        let kept = self.kept_out.iter().any(|(s, _)| s == &name);
-        let out = slot.manual_out || kept;
+        let out = slot.manual_out || slot.kept;
         if depool {
             if out {
                 return self.warn(Some(i), format!("pool: {name} is out of the pool already"));
@@ -144,6 +143,7 @@ impl Rollout {
                         } else {
                             // A server kept out (or out before the deploy) is back: its
                             // room is free again and it is no longer reported.
+                            slot.kept = false;
                             self.kept_out.retain(|(s, _)| s != &name);
                         }
                         self.out -= 1;

@@ -124,7 +124,8 @@ struct Slot {
     pre_out: bool,
     /// The operator took it out (pool menu): it holds room until put back.
     manual_out: bool,
-    /// Kept out of the pool for good (failed): it holds room for the rest of the deploy.
+    /// In `kept_out`: failed and kept out, or out before a forced deploy. It holds room
+    /// for the rest of the deploy, unless the operator puts it back (pool menu).
     kept: bool,
     /// Its `pre_depool` hook ran: a depool that waits for room again does not rerun it.
     hooked: bool,
@@ -160,7 +161,7 @@ enum Room {
     /// None since the last depool: read before the next.
     Stale,
     Reading,
-    /// Read, and nothing depooled since.
+    /// Read just now: good for the schedule that follows it only.
     Fresh,
     /// Read, no room: read again at `Timer::RoomRetry`.
     Waiting,

@@ -194,6 +194,7 @@ impl Rollout {
             // Forced: it is deployed, but it was out before us, so it stays out after.
             // It counts like others' servers that are out: for the whole deploy.
             self.slots[*i as usize].pre_out = true;
+            self.slots[*i as usize].kept = true;
             self.out += 1;
             self.kept_out.push((
                 self.plan.servers[*i as usize].id.clone(),

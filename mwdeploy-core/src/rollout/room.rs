@@ -84,7 +84,7 @@ impl Rollout {
         match self.by_backend_name.get(name) {
             Some(&i) => {
                 let s = &self.slots[i as usize];
-                s.out || s.pre_out || s.kept || s.manual_out
+                s.out || s.kept || s.manual_out
             }
             None => self.outsiders.contains(name),
         }
