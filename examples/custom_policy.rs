@@ -12,8 +12,8 @@
 use std::process::ExitCode;
 
 use mwdeploy_core::plan::{FailureBudget, OnFailure, Policy, StageSize};
-use mwdeploy_core::sim::{Faults, Simulation};
 use mwdeploy_core::{Layout, Plan, ServerId};
+use mwdeploy_sim::{Faults, Simulation};
 
 /// 200 servers: four in group `canary`, the others in `main`.
 fn plan() -> Plan {

@@ -13,8 +13,8 @@
 use std::process::ExitCode;
 
 use mwdeploy_core::plan::{OnFailure, StageSize};
-use mwdeploy_core::sim::{seed_from_env, Faults, Simulation};
 use mwdeploy_core::{Event, Layout, ServerStatus};
+use mwdeploy_sim::{seed_from_env, Faults, Simulation};
 
 fn main() -> ExitCode {
     // Every random choice comes from this seed: the same seed gives the same run, event

@@ -5,8 +5,8 @@
 #![warn(missing_docs)]
 
 use mwdeploy_core::plan::{FailureBudget, OnFailure};
-use mwdeploy_core::sim::{Faults, Simulation};
 use mwdeploy_core::Layout;
+use mwdeploy_sim::{Faults, Simulation};
 
 /// Release layout, 4 in flight, 2 out of the pool at most, 1% broken releases rolled
 /// back, and a budget so large that the deploy never stops early: every server is

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use mwdeploy_core::exec::{Cmd, CommandRunner};
 use mwdeploy_core::Health;
+use mwdeploy_exec::{Cmd, CommandRunner};
 
 use crate::error::ConfigError;
 

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use mwdeploy_core::exec::{Cmd, CommandRunner};
 use mwdeploy_core::ports::{Progress, ProgressUpdate};
 use mwdeploy_core::Health;
+use mwdeploy_exec::{Cmd, CommandRunner};
 use regex::Regex;
 
 use crate::error::ConfigError;
@@ -178,7 +178,7 @@ impl ErrorRateGate {
         let pattern = &self.pattern;
         let out = runner
             .run(&cmd, &mut |stream, line| {
-                if stream == mwdeploy_core::exec::Stream::Stdout && pattern.is_match(line) {
+                if stream == mwdeploy_exec::Stream::Stdout && pattern.is_match(line) {
                     n += 1;
                 }
             })

@@ -9,12 +9,12 @@
 //! ```
 //!
 //! One call is one attempt; the engine owns retries and pauses. Every command runs on
-//! the server itself through core's [`exec`](mwdeploy_core::exec), so the check tests
+//! the server itself through core's [`exec`](mwdeploy_exec), so the check tests
 //! the server, not the balancer, and shares the deploy's ssh connection to it.
 //!
 //! ```
 //! use mwdeploy_canary::{Canary, CurlCheck};
-//! use mwdeploy_core::exec::{Hosts, SshDefaults};
+//! use mwdeploy_exec::{Hosts, SshDefaults};
 //! use std::sync::Arc;
 //! let curl = CurlCheck::new(["http://127.0.0.1/wiki/Main_Page"]).unwrap()
 //!     .host("test.wikioasis.org").unwrap()
@@ -35,10 +35,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mwdeploy_core::exec::Hosts;
 use mwdeploy_core::model::CanaryTarget;
 use mwdeploy_core::ports::{HealthCheck, Progress};
 use mwdeploy_core::{Health, Server};
+use mwdeploy_exec::Hosts;
 
 pub use command::CommandCheck;
 pub use curl::{validate_host, validate_url, CurlCheck};

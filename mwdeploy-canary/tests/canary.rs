@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mwdeploy_canary::{Canary, CommandCheck, ConfigError, CurlCheck, ErrorRateGate};
-use mwdeploy_core::exec::{Hosts, LocalRunner, SshDefaults};
 use mwdeploy_core::model::CanaryTarget;
 use mwdeploy_core::ports::{HealthCheck, Progress};
-use mwdeploy_core::{conformance, Health, Server, ServerId};
+use mwdeploy_core::{Health, Server, ServerId};
+use mwdeploy_exec::{Hosts, LocalRunner, SshDefaults};
+use mwdeploy_sim::conformance;
 
 fn need(program: &str) {
     let found = std::env::var_os("PATH")

@@ -4,10 +4,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mwdeploy_canary::{Canary, CurlCheck, ErrorRateGate};
-use mwdeploy_core::exec::{Hosts, SshDefaults};
 use mwdeploy_core::model::CanaryTarget;
 use mwdeploy_core::ports::{HealthCheck, Progress};
-use mwdeploy_core::{conformance, Health, Server, ServerId};
+use mwdeploy_core::{Health, Server, ServerId};
+use mwdeploy_exec::{Hosts, SshDefaults};
+use mwdeploy_sim::conformance;
 use testfleet::{Fault, Fleet};
 
 fn hosts(fleet: &Fleet) -> Arc<Hosts> {

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use mwdeploy_canary::{Canary, CurlCheck, ErrorRateGate};
-use mwdeploy_core::exec::Hosts;
 use mwdeploy_core::ports::{Note, Notifier, PoolControl, Progress};
 use mwdeploy_core::{HookPoint, PoolState, PortError, Server, ServerId};
+use mwdeploy_exec::Hosts;
 use mwdeploy_haproxy::{HaproxyConfig, HaproxyPool, Proxy, Transport};
 use mwdeploy_rsync::{Hooks, RsyncConfig, TreePath};
 

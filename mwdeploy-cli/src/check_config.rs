@@ -15,7 +15,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
-use mwdeploy_core::exec::{Cmd, Hosts};
+use mwdeploy_exec::{Cmd, Hosts};
 
 use crate::adapters::haproxy;
 use crate::config::Config;

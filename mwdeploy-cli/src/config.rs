@@ -25,13 +25,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mwdeploy_core::exec::SshDefaults;
 use mwdeploy_core::model::{CanaryTarget, HookPoint, HookPoints};
 use mwdeploy_core::plan::{
     CanaryPolicy, ErrorGatePolicy, FailureBudget, OnFailure, OnUnknown, Policy, StageSize,
     StepTimeouts,
 };
 use mwdeploy_core::{Layout, Server, ServerId};
+use mwdeploy_exec::SshDefaults;
 
 pub(crate) use raw::{check_budget, check_stage};
 

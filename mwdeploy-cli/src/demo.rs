@@ -21,10 +21,10 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use mwdeploy_core::driver::{ChannelSubscriber, Driver, DriverHandle, Ports};
 use mwdeploy_core::event::Record;
-use mwdeploy_core::sim::{Faults, FleetModel, SimFleet};
 use mwdeploy_core::{Decision, Layout, Plan, ReleaseId, Report, Rollout, Server, ServerId};
+use mwdeploy_runtime::driver::{ChannelSubscriber, Driver, DriverHandle, Ports};
+use mwdeploy_sim::{Faults, FleetModel, SimFleet};
 use tokio::sync::mpsc;
 
 use crate::cli::DemoArgs;
@@ -186,7 +186,7 @@ async fn demo<W: Write>(
     let report = crate::session::lines(run, rx, &handle, interactive, |r| lines.show(out, r)).await;
     signals.abort();
     if args.json {
-        return Ok(report.exit_code);
+        return Ok(crate::exit::of(report.verdict));
     }
     Ok(finish(out, &report))
 }
@@ -198,7 +198,7 @@ fn finish<W: Write>(out: &mut Output<W>, report: &Report) -> i32 {
         out.fmt(format_args!("left out of the pool: {server}: {why}\n"));
     }
     out.flush();
-    report.exit_code
+    crate::exit::of(report.verdict)
 }
 
 /// The dashboard's keys, sent to the running engine.
@@ -325,7 +325,7 @@ mod tests {
         });
         assert_eq!(report.summary.succeeded, 1);
         assert_eq!(report.summary.rolled_back, 1);
-        assert_eq!(report.exit_code, crate::exit::FAILED);
+        assert_eq!(crate::exit::of(report.verdict), crate::exit::FAILED);
         assert!(report.left_out.is_empty(), "{:?}", report.left_out);
     }
 

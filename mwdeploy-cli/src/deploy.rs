@@ -24,12 +24,12 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use mwdeploy_core::driver::Ports;
 use mwdeploy_core::event::PrepStatus;
-use mwdeploy_core::exec::Hosts;
 use mwdeploy_core::ports::{PoolControl, Transfer};
 use mwdeploy_core::{Event, Layout, ReleaseId, Server};
+use mwdeploy_exec::Hosts;
 use mwdeploy_rsync::{DeployInfo, RsyncConfig, RsyncTransfer, Scope as TransferScope, TreePath};
+use mwdeploy_runtime::driver::Ports;
 
 use crate::adapters::{canary, hooks, notifier, reachable_haproxy, rsync_config, NoPool};
 use crate::error::CliError;

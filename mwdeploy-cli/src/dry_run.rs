@@ -11,10 +11,10 @@
 use std::io::Write;
 use std::time::Duration;
 
-use mwdeploy_core::exec::{shell_join, Hosts};
 use mwdeploy_core::model::{CanaryTarget, HookPoint};
 use mwdeploy_core::plan::{FailureBudget, OnFailure, Policy};
 use mwdeploy_core::{PoolState, ReleaseId};
+use mwdeploy_exec::{shell_join, Hosts};
 use mwdeploy_rsync::{DeployInfo, RsyncTransfer};
 use serde_json::{json, Value};
 

@@ -1,7 +1,7 @@
 //! The `mwdeploy` command as a library, so that it can be tested without a process.
 //!
 //! ```text
-//!  argv ──> cli (clap) ──> simulate ──> mwdeploy_core::sim::Simulation
+//!  argv ──> cli (clap) ──> simulate ──> mwdeploy_sim::Simulation
 //!            │                 │              │ events, virtual time
 //!            │                 ▼              ▼
 //!            │              exit code    render (plain lines | JSON lines) ──> output (stdout)

@@ -12,8 +12,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use mwdeploy_core::driver::{Subscriber, SubscriberError};
 use mwdeploy_core::event::Record;
+use mwdeploy_runtime::driver::{Subscriber, SubscriberError};
 
 use crate::output::Output;
 use crate::render::{Clean, PlainLines};

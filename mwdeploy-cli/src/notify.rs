@@ -22,9 +22,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mwdeploy_core::exec::{Cmd, CommandRunner, LocalRunner};
 use mwdeploy_core::ports::{Note, Notifier};
 use mwdeploy_core::{PortError, ServerId};
+use mwdeploy_exec::{Cmd, CommandRunner, LocalRunner};
 use tokio::sync::watch;
 
 use crate::config::Webhooks as WebhookConfig;

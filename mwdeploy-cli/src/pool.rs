@@ -17,11 +17,11 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use mwdeploy_core::event::{PoolAction, PoolPhase, Record};
-use mwdeploy_core::exec::Hosts;
-use mwdeploy_core::journal::Journal;
 use mwdeploy_core::model::validate_name;
 use mwdeploy_core::ports::{HealthCheck, PoolControl, Progress};
-use mwdeploy_core::{Event, Health, Plan, Server, ServerStatus, Summary};
+use mwdeploy_core::{Event, Health, Plan, Server, ServerStatus, Summary, Verdict};
+use mwdeploy_exec::Hosts;
+use mwdeploy_runtime::journal::Journal;
 
 use crate::adapters::{canary, reachable_haproxy};
 use crate::cli::{PoolArgs, PoolCommand};
@@ -258,10 +258,10 @@ pub(crate) async fn change(
     record(Event::DeployFinished {
         summary,
         duration_s: started.elapsed().map_or(0.0, |d| d.as_secs_f64()),
-        exit_code: if failure.is_none() {
-            exit::OK
+        verdict: if failure.is_none() {
+            Verdict::Done
         } else {
-            exit::FAILED
+            Verdict::Failed
         },
     });
     hosts.close().await;

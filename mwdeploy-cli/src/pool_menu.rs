@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use mwdeploy_core::event::Record;
-use mwdeploy_core::lock::{DeployLock, Holder, LockError};
 use mwdeploy_core::{Event, ServerId};
+use mwdeploy_runtime::lock::{DeployLock, Holder, LockError};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::config::Config;

@@ -21,12 +21,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
-use mwdeploy_core::driver::Subscriber;
 use mwdeploy_core::event::{PrepStatus, Record};
-use mwdeploy_core::journal::Journal;
 use mwdeploy_core::model::validate_name;
 use mwdeploy_core::ports::{Hook, Progress, Transfer};
 use mwdeploy_core::{Event, HookPoint, Layout, ReleaseId, Server};
+use mwdeploy_runtime::driver::Subscriber;
+use mwdeploy_runtime::journal::Journal;
 
 use crate::log_file::LogFile;
 use crate::request::{DeployRequest, Versions};

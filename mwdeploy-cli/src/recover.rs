@@ -25,17 +25,17 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use mwdeploy_core::driver::Ports;
 use mwdeploy_core::event::{Record, ServerStatus};
-use mwdeploy_core::exec::Hosts;
-use mwdeploy_core::journal::{self, Journal};
 use mwdeploy_core::plan::{FailureBudget, OnFailure, StageSize};
 use mwdeploy_core::ports::{PoolControl, Progress, Transfer};
 use mwdeploy_core::{
     Event, Layout, Plan, PoolState, PortError, ReleaseId, Server, ServerId, Summary,
 };
+use mwdeploy_exec::Hosts;
 use mwdeploy_haproxy::HaproxyPool;
 use mwdeploy_rsync::{DeployInfo, RsyncTransfer};
+use mwdeploy_runtime::driver::Ports;
+use mwdeploy_runtime::journal::{self, Journal};
 
 use crate::adapters::{canary, hooks_for, notifier, reachable_haproxy, rsync_config};
 use crate::cli::RecoverArgs;
@@ -366,7 +366,7 @@ fn close(state_dir: &Path, u: &Unfinished, by: &ReleaseId) -> Result<(), String>
                 .started
                 .and_then(|s| now.duration_since(s).ok())
                 .map_or(0.0, |d| d.as_secs_f64()),
-            exit_code: exit::FAILED,
+            verdict: mwdeploy_core::Verdict::Failed,
         },
     ] {
         j.append(&Record {

@@ -203,10 +203,11 @@ impl PlainLines {
                 None => out.fmt(format_args!("{t:>9.1}s  warning: {}\n", Clean(detail))),
             },
             Event::DeployFinished {
-                summary, exit_code, ..
+                summary, verdict, ..
             } => out.fmt(format_args!(
-                "{t:>9.1}s  deploy finished: {}; exit code {exit_code}\n",
-                SummaryText(summary)
+                "{t:>9.1}s  deploy finished: {}; exit code {}\n",
+                SummaryText(summary),
+                crate::exit::of(*verdict)
             )),
             _ => {}
         }
@@ -316,7 +317,7 @@ mod tests {
 
     #[test]
     fn json_lines_start_with_ts_and_deploy() {
-        let at = mwdeploy_core::sim::sim_epoch() + Duration::from_millis(12_345);
+        let at = mwdeploy_sim::sim_epoch() + Duration::from_millis(12_345);
         let text = render(|out| {
             let mut j = JsonLines::new("sim-\"7\"");
             j.event(out, &server_state(Some("attempt 2")), at);
@@ -341,7 +342,7 @@ mod tests {
     /// bytes, so that one reader handles both.
     #[test]
     fn json_lines_are_the_journal_s_records() {
-        let at = mwdeploy_core::sim::sim_epoch() + Duration::from_millis(1_500);
+        let at = mwdeploy_sim::sim_epoch() + Duration::from_millis(1_500);
         let events = [
             server_state(Some("attempt 2")),
             server_state(None),
@@ -370,7 +371,7 @@ mod tests {
 
     #[test]
     fn json_objects_put_the_event_first() {
-        let at = mwdeploy_core::sim::sim_epoch();
+        let at = mwdeploy_sim::sim_epoch();
         let serde_json::Value::Object(map) =
             serde_json::json!({"a": 1, "event": "simulation_report", "z": [1]})
         else {

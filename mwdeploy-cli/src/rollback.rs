@@ -19,12 +19,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use mwdeploy_core::driver::Ports;
-use mwdeploy_core::exec::Hosts;
 use mwdeploy_core::plan::{FailureBudget, StageSize};
 use mwdeploy_core::ports::{PoolControl, Progress, Transfer};
 use mwdeploy_core::{Event, Layout, Plan, PortError, ReleaseId, Server, ServerId};
+use mwdeploy_exec::Hosts;
 use mwdeploy_rsync::{DeployInfo, RsyncTransfer};
+use mwdeploy_runtime::driver::Ports;
 
 use crate::adapters::{canary, hooks_for, notifier, reachable_haproxy, rsync_config, NoPool};
 use crate::cli::RollbackArgs;

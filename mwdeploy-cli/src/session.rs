@@ -21,13 +21,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use mwdeploy_core::driver::{
+use mwdeploy_core::event::Record;
+use mwdeploy_core::{Decision, Event, Plan, ReleaseId, Report, Rollout, Summary};
+use mwdeploy_runtime::driver::{
     ChannelSubscriber, Driver, DriverHandle, Ports, Subscriber, SubscriberError,
 };
-use mwdeploy_core::event::Record;
-use mwdeploy_core::journal::Journal;
-use mwdeploy_core::lock::{DeployLock, Holder, LockError};
-use mwdeploy_core::{Decision, Event, Plan, ReleaseId, Report, Rollout, Summary};
+use mwdeploy_runtime::journal::Journal;
+use mwdeploy_runtime::lock::{DeployLock, Holder, LockError};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -362,7 +362,7 @@ fn finish<W: Write>(out: &mut Output<W>, output: OutputMode, report: &Report) ->
     if let Some(why) = &report.refused {
         eprintln!("mwdeploy: refused: {why}");
     }
-    report.exit_code
+    crate::exit::of(report.verdict)
 }
 
 /// The dashboard's keys, sent to the running engine.

@@ -8,8 +8,8 @@
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mwdeploy_core::sim::{seed_from_env, sim_epoch, Faults, SimReport, Simulation};
 use mwdeploy_core::Layout;
+use mwdeploy_sim::{seed_from_env, sim_epoch, Faults, SimReport, Simulation};
 
 use crate::cli::SimulateArgs;
 use crate::error::CliError;
@@ -69,9 +69,13 @@ pub(crate) fn run<W: Write>(args: &SimulateArgs, out: &mut Output<W>) -> Result<
             })
             .map_err(|e| CliError::Usage(format!("invalid plan: {e}")))?;
         // The line gets `ts` and `deploy` like every event line.
-        let serde_json::Value::Object(object) = report.to_json() else {
+        let serde_json::Value::Object(mut object) = report.to_json() else {
             unreachable!("SimReport::to_json is an object")
         };
+        object.insert(
+            "deploy_exit_code".into(),
+            exit::of(report.report.verdict).into(),
+        );
         lines.object(out, object, sim_epoch() + report.virtual_duration);
         report
     } else {
@@ -195,7 +199,7 @@ fn write_report<W: Write>(out: &mut Output<W>, r: &SimReport, max_unavailable: u
     };
     out.fmt(format_args!(
         "  deploy outcome    {outcome}; its exit code would be {}\n",
-        r.report.exit_code
+        exit::of(r.report.verdict)
     ));
     if !r.report.left_out.is_empty() {
         const SHOWN: usize = 10;

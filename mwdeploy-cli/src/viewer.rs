@@ -16,9 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mwdeploy_core::event::Record;
-use mwdeploy_core::journal;
-use mwdeploy_core::lock::{DeployLock, LockStatus};
 use mwdeploy_core::{Decision, Event};
+use mwdeploy_runtime::journal;
+use mwdeploy_runtime::lock::{DeployLock, LockStatus};
 use tokio::sync::mpsc;
 
 use crate::config::Config;
@@ -158,11 +158,12 @@ fn summary<W: Write>(
                 ));
             }
             Event::DeployFinished {
-                summary, exit_code, ..
+                summary, verdict, ..
             } => {
                 out.fmt(format_args!(
-                    "  finished {} with exit code {exit_code}\n  ",
-                    humantime::format_rfc3339_seconds(r.ts)
+                    "  finished {} with exit code {}\n  ",
+                    humantime::format_rfc3339_seconds(r.ts),
+                    exit::of(*verdict)
                 ));
                 summary_line(out, summary);
                 return Ok(exit::OK);

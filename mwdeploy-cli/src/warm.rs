@@ -15,9 +15,9 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use mwdeploy_core::exec::Hosts;
 use mwdeploy_core::ports::{Progress, Transfer};
 use mwdeploy_core::{Plan, PortError, ReleaseId, Server};
+use mwdeploy_exec::Hosts;
 
 /// A transfer that opens the next servers' connections while one is activated.
 pub(crate) struct WarmAhead {

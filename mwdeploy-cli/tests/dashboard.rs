@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod support;
-use mwdeploy_core::lock::{DeployLock, LockStatus};
+use mwdeploy_runtime::lock::{DeployLock, LockStatus};
 use support::*;
 use testfleet::{write_stamp, Fleet, Layout};
 
@@ -268,7 +268,7 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
 
 /// The journals of `fleet` so far (nothing before the first is created).
 fn journals_so_far(fleet: &Fleet) -> String {
-    let dir = mwdeploy_core::journal::dir(&fleet.state_dir());
+    let dir = mwdeploy_runtime::journal::dir(&fleet.state_dir());
     if !dir.exists() {
         return String::new();
     }

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use mwdeploy_core::journal;
-use mwdeploy_core::lock::{DeployLock, Holder};
+use mwdeploy_runtime::journal;
+use mwdeploy_runtime::lock::{DeployLock, Holder};
 use serde_json::Value;
 
 mod support;

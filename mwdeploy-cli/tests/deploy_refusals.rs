@@ -14,7 +14,7 @@ use testfleet::{write_stamp, Fault, Fleet, Layout, LoadOptions, INITIAL_STAMP};
 
 /// The journals in the fleet's state dir.
 fn journal_count(fleet: &Fleet) -> usize {
-    std::fs::read_dir(mwdeploy_core::journal::dir(&fleet.state_dir()))
+    std::fs::read_dir(mwdeploy_runtime::journal::dir(&fleet.state_dir()))
         .map(|d| d.count())
         .unwrap_or(0)
 }

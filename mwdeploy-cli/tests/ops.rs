@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use mwdeploy_core::event::{Event, Record};
-use mwdeploy_core::journal::{self, Journal};
-use mwdeploy_core::lock::{lock_path, DeployLock, Holder};
+use mwdeploy_runtime::journal::{self, Journal};
+use mwdeploy_runtime::lock::{lock_path, DeployLock, Holder};
 use serde_json::Value;
 
 mod support;

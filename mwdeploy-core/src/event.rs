@@ -304,8 +304,10 @@ pub enum Event {
         summary: Summary,
         /// Duration (virtual in a simulation).
         duration_s: f64,
-        /// The command's exit code for this outcome.
-        exit_code: i32,
+        /// How it ended. In the journal it is the field `exit_code`, the status the
+        /// `mwdeploy` command exits with for it (cli-contract: 0, 1, 3, 130).
+        #[serde(rename = "exit_code", with = "wire_verdict")]
+        verdict: Verdict,
     },
 }
 
@@ -349,6 +351,57 @@ pub struct Record {
     /// What happened.
     #[serde(flatten)]
     pub event: Event,
+}
+
+/// How a deploy ended, as a whole. A runner acts on it (the `mwdeploy` command maps it
+/// to its exit code); [`Report`](crate::Report) says the details (counts, why, who was left out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Verdict {
+    /// Every selected server succeeded (or was warned under `--force`).
+    Done,
+    /// It ran to its end with failed, rolled-back or skipped servers.
+    Failed,
+    /// It stopped early, for this reason (never [`StopReason::Interrupted`](crate::StopReason::Interrupted)).
+    Stopped(crate::action::StopReason),
+    /// Refused before touching production ([`Report::refused`](crate::Report::refused) says why).
+    Refused,
+    /// Interrupted (SIGINT, SIGTERM), after putting depooled servers back.
+    Interrupted,
+}
+
+impl Verdict {
+    /// Whether the deploy did all that was asked.
+    pub fn is_success(self) -> bool {
+        self == Verdict::Done
+    }
+}
+
+/// A [`Verdict`] on the journal's wire: the number the journal format has always held
+/// (`deploy_finished.exit_code`). A stop reads back as `Failed`: the journal's `stopping`
+/// record says why.
+mod wire_verdict {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Verdict;
+
+    pub(super) fn serialize<S: Serializer>(v: &Verdict, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i32(match v {
+            Verdict::Done => 0,
+            Verdict::Failed | Verdict::Stopped(_) => 1,
+            Verdict::Refused => 3,
+            Verdict::Interrupted => 130,
+        })
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Verdict, D::Error> {
+        Ok(match i32::deserialize(d)? {
+            0 => Verdict::Done,
+            3 => Verdict::Refused,
+            130 => Verdict::Interrupted,
+            _ => Verdict::Failed,
+        })
+    }
 }
 
 mod rfc3339 {

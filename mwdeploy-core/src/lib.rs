@@ -18,46 +18,56 @@
 //!                                   journal, UIs, --json
 //! ```
 //!
+//! It is pure: no IO, no threads, no clock reads. The other crates of the workspace do
+//! the rest: `mwdeploy-exec` (commands on hosts), `mwdeploy-runtime` (the tokio driver,
+//! the journal, the lock), `mwdeploy-sim` (a simulated fleet and the port conformance
+//! suite), the adapters (`mwdeploy-haproxy`, `mwdeploy-rsync`, `mwdeploy-canary`), and
+//! `mwdeploy`, the embedding API over all of them.
+//!
 //! - [`model`]: names and states ([`ServerId`], [`Server`], [`ReleaseId`], [`PoolState`]).
 //! - [`plan`]: [`Plan`] and [`Policy`](plan::Policy): stages, `parallel`, `max_unavailable`,
 //!   the failure budget.
-//! - [`ports`]: the traits the adapters (`mwdeploy-haproxy`, `mwdeploy-rsync`,
-//!   `mwdeploy-canary`) implement.
-//! - [`rollout`]: the sans-IO [`Rollout`] machine.
-//! - [`driver`]: runs a [`Rollout`] on tokio against the ports.
-//! - [`exec`]: commands on a host, here or over OpenSSH (argv only, one connection per host).
-//! - [`journal`]: every event on disk, pool changes written ahead; what recovery reads.
-//! - [`lock`]: one deploy at a time per state dir.
-//! - [`sim`]: a fake fleet with seeded faults, virtual time and a checker of the six rules.
-//! - [`conformance`]: one suite every implementation of a port must pass.
+//! - [`ports`]: the traits the adapters implement.
+//! - [`rollout`]: the sans-IO [`Rollout`] machine; its [`Report`] ends in a [`Verdict`].
+//! - [`event`]: what happened, for the journal and UIs ([`Event`], [`event::Record`]).
 //!
-//! # Example: a simulated deploy
+//! # Example: a deploy answered by hand
 //!
 //! ```
-//! use mwdeploy_core::sim::{Faults, Simulation};
-//! let report = Simulation::new(50, 7).faults(Faults::canary(0.1)).run().unwrap();
-//! assert!(report.violations.is_empty());
-//! assert_eq!(report.summary.total(), 50);
+//! use std::time::{Instant, UNIX_EPOCH};
+//! use mwdeploy_core::{ActionKind, Health, Layout, Outcome, Plan, PoolState, ReleaseId};
+//! use mwdeploy_core::{Rollout, Server, ServerId, Verdict};
+//!
+//! let servers = ["mw1", "mw2"].map(|n| Server::new(ServerId::new(n).unwrap()));
+//! let release = ReleaseId::at(UNIX_EPOCH, "a").unwrap();
+//! let mut plan = Plan::new("d1", release, Layout::Inplace, servers.into());
+//! plan.preflight = false; // no read of the whole pool first
+//! let mut rollout = Rollout::new(plan, Instant::now()).unwrap();
+//! while !rollout.is_finished() {
+//!     while rollout.poll_event().is_some() {}
+//!     let action = rollout.poll_action().expect("every step here is an action");
+//!     let outcome = match action.kind {
+//!         ActionKind::QueryPool => Outcome::State(PoolState::Maint), // the depool held
+//!         ActionKind::Canary { .. } => Outcome::Health(Health::Healthy),
+//!         _ => Outcome::Done,
+//!     };
+//!     rollout.handle_completion(Instant::now(), action.id, outcome);
+//! }
+//! assert_eq!(rollout.report().verdict, Verdict::Done);
 //! ```
 #![warn(missing_docs)]
 
 pub mod action;
-pub mod conformance;
-pub mod driver;
 pub mod error;
 pub mod event;
-pub mod exec;
-pub mod journal;
-pub mod lock;
 pub mod model;
 pub mod plan;
 pub mod ports;
 pub mod rollout;
-pub mod sim;
 
 pub use action::{Action, ActionId, ActionKind, Decision, Outcome, StopReason, Target};
 pub use error::{NameError, PlanError, PortError, PortErrorKind};
-pub use event::{Event, ServerStatus, Summary};
+pub use event::{Event, ServerStatus, Summary, Verdict};
 pub use model::{Health, HookPoint, HookPoints, Layout, PoolState, ReleaseId, Server, ServerId};
 pub use plan::Plan;
 pub use rollout::{Report, Rollout, Snapshot};

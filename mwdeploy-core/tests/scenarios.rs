@@ -16,11 +16,23 @@ use mwdeploy_core::plan::{ErrorGatePolicy, FailureBudget, OnFailure, OnUnknown, 
 use mwdeploy_core::{
     Action, ActionKind, Decision, Event, Health, HookPoint, HookPoints, Layout, Outcome, Plan,
     PlanError, PoolState, PortError, ReleaseId, Rollout, Server, ServerId, ServerStatus,
-    StopReason, Target,
+    StopReason, Target, Verdict,
 };
 use ServerStatus::{Done, Failed, RolledBack, Skipped, Warned};
 
 // ---- the harness ------------------------------------------------------------------------
+
+/// A verdict as the status number the journal records for it (`deploy_finished.exit_code`:
+/// 0 done, 1 failed or stopped, 3 refused, 130 interrupted): one number per outcome keeps
+/// the assertions below short.
+fn code(v: Verdict) -> i32 {
+    match v {
+        Verdict::Done => 0,
+        Verdict::Refused => 3,
+        Verdict::Interrupted => 130,
+        _ => 1,
+    }
+}
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -341,7 +353,7 @@ impl Script {
         }
         assert_eq!(rep.summary.total() as usize, self.r.plan().servers.len());
         match self.events().last() {
-            Some(Event::DeployFinished { exit_code, .. }) => assert_eq!(*exit_code, rep.exit_code),
+            Some(Event::DeployFinished { verdict, .. }) => assert_eq!(*verdict, rep.verdict),
             other => panic!("the last event is not deploy_finished: {other:?}"),
         }
     }
@@ -475,7 +487,7 @@ fn happy_path_inplace_deploys_every_server_one_out_at_a_time() {
         assert_eq!(s.kinds(&format!("mw{k}")), CYCLE);
     }
     let rep = s.r.report();
-    assert_eq!((rep.exit_code, rep.summary.succeeded), (0, 4));
+    assert_eq!((code(rep.verdict), rep.summary.succeeded), (0, 4));
     assert!(rep.left_out.is_empty() && rep.stopped.is_none() && rep.refused.is_none());
     assert_eq!((s.max_out, rep.max_out_of_pool), (1, 1));
     // One server at a time: mw(k+1) is depooled only after mw(k) is back.
@@ -499,7 +511,7 @@ fn happy_path_releases_copies_run_ahead_while_previous_server_is_out() {
         assert_eq!(kinds[1..], CYCLE);
     }
     let rep = s.r.report();
-    assert_eq!((rep.exit_code, rep.summary.succeeded), (0, 4));
+    assert_eq!((code(rep.verdict), rep.summary.succeeded), (0, 4));
     assert_eq!(
         (s.max_out, rep.max_out_of_pool),
         (1, 1),
@@ -534,7 +546,7 @@ fn copy_failure_releases_fails_server_without_depooling_it() {
     assert_eq!(s.statuses(), [Done, Failed, Done]);
     assert_eq!(s.kinds("mw2"), ["copy"]);
     let rep = s.r.report();
-    assert_eq!((rep.summary.failed, rep.exit_code), (1, 1));
+    assert_eq!((rep.summary.failed, code(rep.verdict)), (1, 1));
     assert!(rep.left_out.is_empty() && rep.stopped.is_none());
 }
 
@@ -553,7 +565,7 @@ fn depool_failure_puts_server_back_and_fails_it_in_both_layouts() {
         );
         assert!(s.left_out().is_empty(), "{layout}");
         assert!(!s.out.contains("mw2"), "{layout}: mw2 not repooled");
-        assert_eq!(s.r.report().exit_code, 1);
+        assert_eq!(code(s.r.report().verdict), 1);
     }
 }
 
@@ -569,7 +581,11 @@ fn activate_failure_releases_canaries_old_release_repools_and_counts_failed() {
     );
     let rep = s.r.report();
     assert_eq!(
-        (rep.summary.failed, rep.summary.rolled_back, rep.exit_code),
+        (
+            rep.summary.failed,
+            rep.summary.rolled_back,
+            code(rep.verdict)
+        ),
         (1, 0, 1)
     );
     assert!(rep.left_out.is_empty());
@@ -635,7 +651,7 @@ fn canary_failure_releases_rolls_back_canaries_and_repools() {
         |e| matches!(e, Event::Rollback { server, ok: true, .. } if server.as_str() == "mw2")
     ));
     let rep = s.r.report();
-    assert_eq!((rep.summary.rolled_back, rep.exit_code), (1, 1));
+    assert_eq!((rep.summary.rolled_back, code(rep.verdict)), (1, 1));
     assert!(rep.left_out.is_empty());
 }
 
@@ -740,7 +756,7 @@ fn canary_passing_on_third_attempt_is_done_after_two_retry_pauses() {
         canary_attempts(&s, "mw1"),
         [(1, false), (2, false), (3, true)]
     );
-    assert_eq!(s.r.report().exit_code, 0);
+    assert_eq!(code(s.r.report().verdict), 0);
 }
 
 #[test]
@@ -797,7 +813,7 @@ fn failure_prompt_answered_yes_goes_on_and_grows_the_budget() {
     );
     assert_eq!(s.r.snapshot().budget, 1);
     let rep = s.r.report();
-    assert_eq!((rep.stopped, rep.exit_code), (None, 1));
+    assert_eq!((rep.stopped, code(rep.verdict)), (None, 1));
 }
 
 #[test]
@@ -808,7 +824,7 @@ fn failure_prompt_answered_no_stops_and_skips_pending_servers() {
     prompt_event(&s, Some("no"));
     let rep = s.r.report();
     assert_eq!(
-        (rep.stopped, rep.exit_code),
+        (rep.stopped, code(rep.verdict)),
         (Some(StopReason::Operator), 1)
     );
     assert_eq!(rep.summary.skipped, 2);
@@ -826,7 +842,7 @@ fn failure_prompt_unanswered_stops_after_300s_with_answer_timeout() {
     assert!(s.kinds("mw2").is_empty());
     let rep = s.r.report();
     assert_eq!(
-        (rep.stopped, rep.exit_code),
+        (rep.stopped, code(rep.verdict)),
         (Some(StopReason::PromptTimeout), 1)
     );
 }
@@ -849,7 +865,7 @@ fn abort_beyond_budget_lets_running_servers_finish_and_starts_no_new_one() {
     );
     let rep = s.r.report();
     assert_eq!(
-        (rep.stopped, rep.exit_code),
+        (rep.stopped, code(rep.verdict)),
         (Some(StopReason::FailureBudget), 1)
     );
     let stop = s
@@ -894,7 +910,7 @@ fn continue_inplace_with_room_goes_on_to_the_end() {
     assert_eq!(s.statuses(), [Done, Failed, Done, Done]);
     let rep = s.r.report();
     assert_eq!(
-        (rep.stopped, rep.exit_code, rep.max_out_of_pool),
+        (rep.stopped, code(rep.verdict), rep.max_out_of_pool),
         (None, 1, 2)
     );
     assert_eq!(s.left_out(), ["mw2"]);
@@ -905,7 +921,10 @@ fn continue_inplace_without_room_stops_with_no_room_and_says_why() {
     let s = continuing(1).run();
     assert_eq!(s.statuses(), [Done, Failed, Skipped, Skipped]);
     let rep = s.r.report();
-    assert_eq!((rep.stopped, rep.exit_code), (Some(StopReason::NoRoom), 1));
+    assert_eq!(
+        (rep.stopped, code(rep.verdict)),
+        (Some(StopReason::NoRoom), 1)
+    );
     assert_eq!(s.left_out(), ["mw2"]);
     let detail = s.events().find_map(|e| match e {
         Event::Stopping {
@@ -937,7 +956,7 @@ fn force_repools_a_server_whose_canary_fails_as_warned_exit_0() {
             "{layout}"
         );
         let rep = s.r.report();
-        assert_eq!((rep.summary.warned, rep.exit_code), (1, 0), "{layout}");
+        assert_eq!((rep.summary.warned, code(rep.verdict)), (1, 0), "{layout}");
         assert!(rep.left_out.is_empty() && rep.stopped.is_none(), "{layout}");
     }
 }
@@ -955,7 +974,7 @@ fn force_goes_on_after_a_failing_staging_canary() {
     assert!(s.events().any(|e| matches!(e, Event::PrepStep { step, status: PrepStatus::Warned, .. } if step == "staging_canary")));
     assert_eq!(s.kinds("staging"), ["canary"; 3]);
     assert_eq!(s.statuses(), [Done, Done]);
-    assert_eq!(s.r.report().exit_code, 0);
+    assert_eq!(code(s.r.report().verdict), 0);
 }
 
 #[test]
@@ -968,7 +987,7 @@ fn failing_staging_canary_without_force_refuses_before_any_server_action() {
     );
     assert_eq!(s.statuses(), [Skipped, Skipped]);
     let rep = s.r.report();
-    assert_eq!(rep.exit_code, 3);
+    assert_eq!(code(rep.verdict), 3);
     assert!(rep.refused.is_some());
 }
 
@@ -990,7 +1009,7 @@ fn operator_stop_lets_the_depooled_server_finish_and_skips_pending() {
     assert!(s.kinds("mw4").is_empty());
     let rep = s.r.report();
     assert_eq!(
-        (rep.stopped, rep.exit_code),
+        (rep.stopped, code(rep.verdict)),
         (Some(StopReason::Operator), 1)
     );
     assert!(rep.left_out.is_empty());
@@ -1005,7 +1024,7 @@ fn operator_abort_while_a_server_is_out_puts_it_back_before_ending() {
     assert!(s.find("mw1", "repool", 1, true).0 > 0);
     let rep = s.r.report();
     assert_eq!(
-        (rep.stopped, rep.exit_code),
+        (rep.stopped, code(rep.verdict)),
         (Some(StopReason::Operator), 1)
     );
     assert!(rep.left_out.is_empty());
@@ -1032,7 +1051,7 @@ fn interrupt_exits_130_after_repooling_the_depooled_server() {
     assert!(stop < s.find("mw1", "repool", 1, true).0);
     let rep = s.r.report();
     assert_eq!(
-        (rep.stopped, rep.exit_code),
+        (rep.stopped, code(rep.verdict)),
         (Some(StopReason::Interrupted), 130)
     );
     assert!(rep.left_out.is_empty() && s.out.is_empty());
@@ -1049,7 +1068,7 @@ fn interrupt_keeps_out_and_reports_a_depooled_server_whose_canary_fails() {
         "rule 2: never back while its canary fails"
     );
     assert_eq!(s.left_out(), ["mw1"]);
-    assert_eq!(s.r.report().exit_code, 130);
+    assert_eq!(code(s.r.report().verdict), 130);
 }
 
 // ---- 9. stage sizes and plan errors ----------------------------------------------------
@@ -1242,7 +1261,7 @@ fn preflight_refuses_when_a_selected_server_is_down() {
     assert!(!s.touched_a_server());
     assert_eq!(s.statuses(), [Skipped; 3]);
     let rep = s.r.report();
-    assert_eq!(rep.exit_code, 3);
+    assert_eq!(code(rep.verdict), 3);
     assert!(
         rep.refused.as_deref().unwrap_or_default().contains("mw2"),
         "{:?}",
@@ -1270,7 +1289,10 @@ fn preflight_with_force_deploys_a_down_server_without_pool_changes_and_reports_i
     let mut p = plan(Layout::Inplace, 3);
     p.policy.force = true;
     let s = Script::new(p).pool_state("mw2", PoolState::Down).run();
-    assert_eq!((s.r.report().exit_code, s.touched_a_server()), (3, false));
+    assert_eq!(
+        (code(s.r.report().verdict), s.touched_a_server()),
+        (3, false)
+    );
 }
 
 #[test]
@@ -1278,7 +1300,10 @@ fn preflight_counts_an_outsider_out_of_the_pool_against_max_unavailable() {
     let s = Script::new(plan(Layout::Inplace, 2))
         .pool_state("mw9", PoolState::Maint)
         .run();
-    assert_eq!((s.r.report().exit_code, s.touched_a_server()), (3, false));
+    assert_eq!(
+        (code(s.r.report().verdict), s.touched_a_server()),
+        (3, false)
+    );
     assert_eq!(s.statuses(), [Skipped; 2]);
     let mut p = plan(Layout::Inplace, 2);
     p.policy.max_unavailable = 2;
@@ -1292,7 +1317,10 @@ fn preflight_refuses_when_the_pool_cannot_be_read() {
     let s = Script::new(plan(Layout::Releases, 2))
         .on("fleet", "query_pool", Reply::Fail)
         .run();
-    assert_eq!((s.r.report().exit_code, s.touched_a_server()), (3, false));
+    assert_eq!(
+        (code(s.r.report().verdict), s.touched_a_server()),
+        (3, false)
+    );
     assert!(s.r.report().refused.is_some());
     assert_eq!(s.statuses(), [Skipped; 2]);
 }
@@ -1423,7 +1451,7 @@ fn approve_stages_asks_after_stage_one_and_no_skips_stage_two() {
     assert!(s.kinds("mw2").is_empty() && s.kinds("mw3").is_empty());
     let rep = s.r.report();
     assert_eq!(
-        (rep.stopped, rep.exit_code),
+        (rep.stopped, code(rep.verdict)),
         (Some(StopReason::Operator), 1)
     );
 }
@@ -1438,7 +1466,7 @@ fn approve_stages_yes_starts_stage_two() {
         .unwrap()
         .0;
     assert!(prompt_event(&s, Some("yes")).0 < started);
-    assert_eq!(s.r.report().exit_code, 0);
+    assert_eq!(code(s.r.report().verdict), 0);
 }
 
 // ---- the operator's pool menu ------------------------------------------------------------
@@ -1475,7 +1503,7 @@ fn the_pool_menu_takes_a_done_server_out_and_puts_it_back_through_the_engine() {
     let rep = s.r.report();
     assert!(rep.left_out.is_empty(), "{rep:?}");
     assert_eq!((s.max_out, rep.max_out_of_pool), (2, 2));
-    assert_eq!(rep.exit_code, 0);
+    assert_eq!(code(rep.verdict), 0);
 }
 
 #[test]
@@ -1496,7 +1524,7 @@ fn the_pool_menu_refuses_what_would_break_a_rule() {
     // Nothing happened beyond the deploy itself.
     assert_eq!(s.kinds("mw1"), CYCLE);
     assert_eq!(s.kinds("mw2"), CYCLE);
-    assert_eq!(s.r.report().exit_code, 0);
+    assert_eq!(code(s.r.report().verdict), 0);
 }
 
 #[test]
@@ -1588,7 +1616,7 @@ fn reread_pool_stops_for_no_room_when_the_server_stays_out() {
     assert_eq!(s.statuses(), [Skipped; 3]);
     let rep = s.r.report();
     assert_eq!(rep.stopped, Some(StopReason::NoRoom));
-    assert_eq!(rep.exit_code, 1);
+    assert_eq!(code(rep.verdict), 1);
     assert!(!s.kinds("mw1").contains(&"depool"));
     assert!(warned(&s, "mw9 MAINT"));
     let stop = s.event(|e| {

@@ -48,7 +48,7 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use std::time::Duration;
-//! use mwdeploy_core::exec::{Hosts, SshDefaults};
+//! use mwdeploy_exec::{Hosts, SshDefaults};
 //! use mwdeploy_core::ports::{PoolControl, Progress};
 //! use mwdeploy_core::{Server, ServerId};
 //! use mwdeploy_haproxy::{HaproxyConfig, HaproxyPool, Proxy, Transport};

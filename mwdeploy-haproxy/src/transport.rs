@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mwdeploy_core::exec::{Cmd, CommandRunner, ExecError};
+use mwdeploy_exec::{Cmd, CommandRunner, ExecError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
@@ -276,7 +276,7 @@ fn remote_answer(
     proxy: &str,
     host: &str,
     path: &str,
-    out: Result<mwdeploy_core::exec::Output, ExecError>,
+    out: Result<mwdeploy_exec::Output, ExecError>,
 ) -> Result<String, HaproxyError> {
     let out = match out {
         Ok(out) => out,
@@ -363,7 +363,7 @@ mod tests {
     fn socket_paths_are_checked() {
         assert!(Transport::local("").is_err());
         assert!(Transport::local("/run/a\nb").is_err());
-        let runner: Arc<dyn CommandRunner> = Arc::new(mwdeploy_core::exec::LocalRunner::new());
+        let runner: Arc<dyn CommandRunner> = Arc::new(mwdeploy_exec::LocalRunner::new());
         for bad in [
             "relative.sock",
             "/run/a,fork",

@@ -9,13 +9,13 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mwdeploy_core::conformance::{pool_round_trip, pool_unknown_server_fails};
-use mwdeploy_core::exec::{CommandRunner, LocalRunner};
 use mwdeploy_core::ports::{PoolControl, Progress};
 use mwdeploy_core::{PoolState, PortErrorKind, Server, ServerId};
+use mwdeploy_exec::{CommandRunner, LocalRunner};
 use mwdeploy_haproxy::reply::check_empty;
 use mwdeploy_haproxy::stat::AdminState;
 use mwdeploy_haproxy::{HaproxyError, HaproxyPool, Proxy, Refusal, Transport};
+use mwdeploy_sim::conformance::{pool_round_trip, pool_unknown_server_fails};
 use support::{checked, get, local_proxy, pool, recorder, require, until, Haproxy, Member, Web};
 
 const LONG: Duration = Duration::from_secs(20);

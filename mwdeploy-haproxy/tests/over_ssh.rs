@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
-use mwdeploy_core::exec::{Hosts, SshDefaults};
 use mwdeploy_core::ports::{PoolControl, Progress};
-use mwdeploy_core::{conformance, PoolState, Server, ServerId};
+use mwdeploy_core::{PoolState, Server, ServerId};
+use mwdeploy_exec::{Hosts, SshDefaults};
 use mwdeploy_haproxy::{HaproxyConfig, HaproxyPool, Proxy, Transport};
+use mwdeploy_sim::conformance;
 use testfleet::Fleet;
 
 #[tokio::test(flavor = "current_thread")]

@@ -20,9 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use mwdeploy_core::exec::{Cmd, Hosts};
 use mwdeploy_core::ports::{Hook, Progress, ProgressUpdate};
 use mwdeploy_core::{HookPoint, HookPoints, Layout, PortError, ReleaseId, Server, ServerId};
+use mwdeploy_exec::{Cmd, Hosts};
 
 use crate::config::{RsyncConfig, ServerPaths, TreePath};
 use crate::error::RsyncError;
@@ -40,7 +40,7 @@ type Commands = BTreeMap<HookPoint, Vec<Vec<String>>>;
 ///
 /// ```
 /// use std::sync::Arc;
-/// use mwdeploy_core::exec::{Hosts, SshDefaults};
+/// use mwdeploy_exec::{Hosts, SshDefaults};
 /// use mwdeploy_core::{HookPoint, Layout, ServerId};
 /// use mwdeploy_rsync::{Hooks, RsyncConfig};
 /// let hosts = Arc::new(Hosts::new(SshDefaults::new("mwdeploy")).unwrap());
@@ -299,7 +299,7 @@ impl Hook for Hooks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mwdeploy_core::exec::SshDefaults;
+    use mwdeploy_exec::SshDefaults;
 
     #[test]
     fn placeholders_are_replaced_per_argument_in_one_pass() {

@@ -41,7 +41,7 @@
 //! - [`Hooks`] implements core's [`Hook`](mwdeploy_core::ports::Hook): argv lists per
 //!   hook point with `{server}`, `{release}`, `{release_path}`, `{prod_path}`.
 //! - Every command on a server goes through the shared runner of core's
-//!   [`Hosts`](mwdeploy_core::exec::Hosts), as argv; rsync's `-e` is the same ssh
+//!   [`Hosts`](mwdeploy_exec::Hosts), as argv; rsync's `-e` is the same ssh
 //!   command (options, host key checking, multiplexed connection) and file names travel
 //!   inside rsync's protocol (`--secluded-args`), never through a shell.
 //! - Progress: rsync's `--info=progress2` lines ([`parse_progress`]) become percent and
@@ -73,7 +73,7 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use mwdeploy_core::exec::{Hosts, SshDefaults};
+//! use mwdeploy_exec::{Hosts, SshDefaults};
 //! use mwdeploy_core::ports::{Progress, Transfer};
 //! use mwdeploy_core::{Layout, ReleaseId, Server, ServerId};
 //! use mwdeploy_rsync::{DeployInfo, RsyncConfig, RsyncTransfer, TreePath};

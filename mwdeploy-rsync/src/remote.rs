@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use mwdeploy_core::exec::{Cmd, CommandRunner, ExecError, Hosts, OnLine, Output};
 use mwdeploy_core::{ReleaseId, Server, ServerId};
+use mwdeploy_exec::{Cmd, CommandRunner, ExecError, Hosts, OnLine, Output};
 
 use crate::config::ServerPaths;
 use crate::error::RsyncError;

@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use mwdeploy_core::exec::{Cmd, Hosts};
 use mwdeploy_core::{PortErrorKind, Server};
+use mwdeploy_exec::{Cmd, Hosts};
 
 use crate::config::{RsyncConfig, TreePath};
 use crate::error::RsyncError;
@@ -156,7 +156,7 @@ fn with_slash(path: &Path) -> String {
 /// and control socket as the deploy's runner for `server`, so rsync shares its
 /// connection and checks host keys the same way.
 pub(crate) fn rsh_for(hosts: &Hosts, server: &Server) -> Result<(String, String), RsyncError> {
-    let io = |e: mwdeploy_core::exec::ExecError| RsyncError::Config {
+    let io = |e: mwdeploy_exec::ExecError| RsyncError::Config {
         setting: "ssh",
         why: format!("server {}: {e}", server.id),
     };

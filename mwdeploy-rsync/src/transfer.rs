@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use mwdeploy_core::exec::{Cmd, CommandRunner, ExecError, Hosts, LocalRunner, Stream};
 use mwdeploy_core::ports::{Progress, ProgressUpdate, Transfer};
 use mwdeploy_core::{Layout, PortError, ReleaseId, Server};
+use mwdeploy_exec::{Cmd, CommandRunner, ExecError, Hosts, LocalRunner, Stream};
 use tokio::sync::OnceCell;
 
 use crate::config::{DeployInfo, RsyncConfig, Scope, ServerPaths, TreePath};
@@ -1050,7 +1050,7 @@ fn serves_while_copied(server: &Server) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mwdeploy_core::exec::SshDefaults;
+    use mwdeploy_exec::SshDefaults;
     use std::path::Path;
 
     fn transfer(staging: &Path, excludes: &[&str]) -> RsyncTransfer {

@@ -10,10 +10,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
-use mwdeploy_core::conformance::transfer_copy_activate_rollback;
 use mwdeploy_core::ports::{Hook, ProgressUpdate, Transfer};
 use mwdeploy_core::{HookPoint, Layout, PortErrorKind};
 use mwdeploy_rsync::{Hooks, Live, ManifestScope, RsyncError, Scope, TreePath, MANIFEST_FILE};
+use mwdeploy_sim::conformance::transfer_copy_activate_rollback;
 use support::*;
 use testfleet::{write_stamp, FailureKind, Fault, LoadOptions, INITIAL_STAMP};
 

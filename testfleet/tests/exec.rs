@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mwdeploy_core::exec::{Cmd, CommandRunner, ControlDir, SshRunner, SshTarget, Stream};
+use mwdeploy_exec::{Cmd, CommandRunner, ControlDir, SshRunner, SshTarget, Stream};
 use testfleet::{Fault, Fleet};
 
 fn runner(fleet: &Fleet, k: usize, control: &Arc<ControlDir>) -> SshRunner {

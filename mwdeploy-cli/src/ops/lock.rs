@@ -8,7 +8,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use mwdeploy_core::lock::{lock_path, DeployLock, Holder, LockError, LockStatus};
+use mwdeploy_runtime::lock::{lock_path, DeployLock, Holder, LockError, LockStatus};
 
 use crate::cli::{LockArgs, LockCommand};
 use crate::error::CliError;

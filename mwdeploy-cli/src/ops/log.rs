@@ -19,9 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use mwdeploy_core::event::{Event, Record};
-use mwdeploy_core::journal;
-use mwdeploy_core::lock::{DeployLock, LockStatus};
 use mwdeploy_core::model::validate_name;
+use mwdeploy_runtime::journal;
+use mwdeploy_runtime::lock::{DeployLock, LockStatus};
 
 use crate::cli::LogArgs;
 use crate::error::CliError;
@@ -390,7 +390,7 @@ mod tests {
             Event::DeployFinished {
                 summary,
                 duration_s: 1.5,
-                exit_code: 0,
+                verdict: mwdeploy_core::Verdict::Done,
             },
         )
     }

@@ -8,8 +8,8 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use mwdeploy_core::exec::Hosts;
 use mwdeploy_core::{Layout, Server};
+use mwdeploy_exec::Hosts;
 use mwdeploy_rsync::{DeployInfo, Live, Manifest, ManifestScope, RsyncTransfer, ServerReleases};
 
 use super::table::Table;

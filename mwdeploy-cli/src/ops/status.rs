@@ -15,8 +15,8 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use mwdeploy_core::exec::Hosts;
 use mwdeploy_core::{Layout, PoolState, Server};
+use mwdeploy_exec::Hosts;
 use mwdeploy_haproxy::{Drift, PoolStatus, ServerStatus};
 use mwdeploy_rsync::ServerReleases;
 use serde_json::{json, Map, Value};

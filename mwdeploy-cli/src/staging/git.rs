@@ -7,7 +7,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use mwdeploy_core::exec::{Cmd, Output};
+use mwdeploy_exec::{Cmd, Output};
 
 use super::{run_local, sudo_prefix, utf8, StagingError};
 

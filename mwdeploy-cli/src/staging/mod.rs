@@ -31,7 +31,7 @@ pub(crate) mod patch;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use mwdeploy_core::exec::{Cmd, ExecError, Output};
+use mwdeploy_exec::{Cmd, ExecError, Output};
 
 /// Why a staging operation failed. Each names the path, and the command and its last
 /// words when one ran.
@@ -229,7 +229,7 @@ fn sudo_prefix(user: Option<&str>) -> Vec<String> {
 
 /// Runs `cmd` here; a command that cannot start is an error naming `path`.
 async fn run_local(path: &Path, cmd: &Cmd) -> Result<Output, StagingError> {
-    use mwdeploy_core::exec::{CommandRunner, LocalRunner};
+    use mwdeploy_exec::{CommandRunner, LocalRunner};
     LocalRunner::new()
         .run(cmd, &mut |_, _| {})
         .await

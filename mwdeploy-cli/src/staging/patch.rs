@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use mwdeploy_core::exec::Cmd;
+use mwdeploy_exec::Cmd;
 
 use super::{run_local, sudo_prefix, utf8, StagingError};
 

@@ -269,7 +269,7 @@ async fn event_loop<B: Backend>(
                     dash.mark_ended();
                     // An interrupted deploy (Ctrl+C here, or SIGINT/SIGTERM) does not wait
                     // for a key: the process is being stopped.
-                    let interrupted = dash.finished().is_some_and(|f| f.exit_code == crate::exit::INTERRUPTED);
+                    let interrupted = dash.finished().is_some_and(|f| f.verdict == mwdeploy_core::Verdict::Interrupted);
                     if opts.exit_when_done || !input_open || interrupted {
                         return Ok(());
                     }

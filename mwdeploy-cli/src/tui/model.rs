@@ -179,8 +179,8 @@ pub(crate) struct OpenPrompt {
 pub(crate) struct Finished {
     /// Counts by final state.
     pub(crate) summary: Summary,
-    /// The command's exit code.
-    pub(crate) exit_code: i32,
+    /// How it ended.
+    pub(crate) verdict: mwdeploy_core::Verdict,
     /// How long the deploy took.
     pub(crate) duration: Duration,
 }
@@ -450,12 +450,12 @@ impl Dashboard {
             Event::DeployFinished {
                 summary,
                 duration_s,
-                exit_code,
+                verdict,
             } => {
                 self.prompt = None;
                 self.finished = Some(Finished {
                     summary: *summary,
-                    exit_code: *exit_code,
+                    verdict: *verdict,
                     duration: Duration::try_from_secs_f64(*duration_s).unwrap_or_default(),
                 });
             }

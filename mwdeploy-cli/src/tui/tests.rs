@@ -24,7 +24,7 @@ const SERVERS: [&str; 4] = [
 ];
 
 fn t0() -> SystemTime {
-    mwdeploy_core::sim::sim_epoch()
+    mwdeploy_sim::sim_epoch()
 }
 
 fn at(secs: u64) -> SystemTime {
@@ -241,7 +241,7 @@ fn finished() -> Dashboard {
                     skipped: 0,
                 },
                 duration_s: 152.0,
-                exit_code: 1,
+                verdict: mwdeploy_core::Verdict::Failed,
             },
         ),
     ] {
@@ -882,7 +882,7 @@ async fn loop_closes_by_itself_after_an_interrupted_deploy() {
         Event::DeployFinished {
             summary: Summary::default(),
             duration_s: 5.0,
-            exit_code: 130,
+            verdict: mwdeploy_core::Verdict::Interrupted,
         },
     ))
     .unwrap();

@@ -379,7 +379,7 @@ fn status_line(dash: &Dashboard, ui: &UiState, width: usize, st: Styles) -> Opti
         spans.push(Span::raw(format!(
             "   in {}, exit {}",
             short_duration(f.duration),
-            f.exit_code
+            crate::exit::of(f.verdict)
         )));
         return Some(Line::from(spans));
     }

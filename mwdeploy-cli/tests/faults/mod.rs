@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use mwdeploy_core::journal;
+use mwdeploy_runtime::journal;
 use serde_json::Value;
 use testfleet::{write_stamp, Fault, Fleet, Layout, LoadOptions};
 

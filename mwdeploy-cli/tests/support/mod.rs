@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use mwdeploy_core::journal;
+use mwdeploy_runtime::journal;
 use serde_json::Value;
 use testfleet::{Fleet, Layout};
 

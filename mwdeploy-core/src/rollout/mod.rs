@@ -37,19 +37,10 @@ use std::time::{Duration, Instant};
 
 use crate::action::{Action, ActionId, ActionKind, Decision, Outcome, StopReason, Target};
 use crate::error::PlanError;
-use crate::event::{Event, ServerStatus, Summary};
+use crate::event::{Event, ServerStatus, Summary, Verdict};
 use crate::model::{Health, HookPoint, ReleaseId, ServerId};
 use crate::plan::Plan;
 use crate::ports::Note;
-
-/// Exit code: every selected server succeeded.
-pub const EXIT_OK: i32 = 0;
-/// Exit code: failed, rolled-back or skipped servers, or the operator stopped it.
-pub const EXIT_FAILED: i32 = 1;
-/// Exit code: refused before touching production.
-pub const EXIT_REFUSED: i32 = 3;
-/// Exit code: interrupted by SIGINT or SIGTERM, after putting depooled servers back.
-pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// Where a server is in its cycle: the step running or awaited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,8 +231,8 @@ pub struct Report {
     pub max_out_of_pool: u32,
     /// From `Rollout::new` to the last completion.
     pub duration: Duration,
-    /// The command's exit code for this outcome.
-    pub exit_code: i32,
+    /// How it ended, as a whole.
+    pub verdict: Verdict,
 }
 
 /// The rollout state machine. See the [module docs](self) for the run loop.
@@ -559,21 +550,19 @@ impl Rollout {
             left_out: self.kept_out.clone(),
             max_out_of_pool: self.max_out,
             duration: self.last_at.saturating_duration_since(self.started_at),
-            exit_code: self.exit_code(),
+            verdict: self.verdict(),
         }
     }
 
-    fn exit_code(&self) -> i32 {
-        if self.refused.is_some() {
-            EXIT_REFUSED
-        } else if self.stopping == Some(StopReason::Interrupted) {
-            EXIT_INTERRUPTED
-        } else if self.stopping.is_some()
-            || self.summary.failed + self.summary.rolled_back + self.summary.skipped > 0
-        {
-            EXIT_FAILED
-        } else {
-            EXIT_OK
+    fn verdict(&self) -> Verdict {
+        match self.stopping {
+            _ if self.refused.is_some() => Verdict::Refused,
+            Some(StopReason::Interrupted) => Verdict::Interrupted,
+            Some(reason) => Verdict::Stopped(reason),
+            None if self.summary.failed + self.summary.rolled_back + self.summary.skipped > 0 => {
+                Verdict::Failed
+            }
+            None => Verdict::Done,
         }
     }
 

@@ -320,7 +320,7 @@ impl Rollout {
         self.events.push_back(Event::DeployFinished {
             summary: report.summary,
             duration_s: report.duration.as_secs_f64(),
-            exit_code: report.exit_code,
+            verdict: report.verdict,
         });
     }
 }

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use mwdeploy_core::exec::{Hosts, SshDefaults};
 use mwdeploy_core::ports::{Progress, ProgressUpdate, Transfer};
 use mwdeploy_core::{Layout, ReleaseId, Server, ServerId};
+use mwdeploy_exec::{Hosts, SshDefaults};
 use mwdeploy_rsync::{DeployInfo, RsyncConfig, RsyncTransfer};
 use testfleet::Fleet;
 

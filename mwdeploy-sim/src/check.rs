@@ -6,11 +6,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::action::{Action, ActionId, ActionKind, Outcome, Target};
-use crate::event::{Event, PrepStatus, ServerStatus};
-use crate::plan::{OnFailure, Plan};
-use crate::rollout::Report;
-use crate::sim::fleet::FleetModel;
+use crate::fleet::FleetModel;
+use mwdeploy_core::action::{Action, ActionId, ActionKind, Outcome, Target};
+use mwdeploy_core::event::{Event, PrepStatus, ServerStatus};
+use mwdeploy_core::plan::{OnFailure, Plan};
+use mwdeploy_core::rollout::Report;
 
 /// Watches a simulated deploy and records every broken rule.
 #[derive(Debug)]
@@ -56,7 +56,7 @@ impl Checker {
             max_unavailable: plan.policy.max_unavailable,
             force: plan.policy.force,
             on_failure: plan.policy.on_failure,
-            releases: plan.layout == crate::model::Layout::Releases,
+            releases: plan.layout == mwdeploy_core::model::Layout::Releases,
             servers: n,
             budget: plan.policy.failure_budget.resolve(n),
             failures: 0,

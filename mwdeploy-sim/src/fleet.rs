@@ -13,14 +13,14 @@ use tokio::time::Instant;
 
 use async_trait::async_trait;
 
-use crate::action::{ActionKind, Outcome, Target};
-use crate::error::PortError;
-use crate::model::{Health, HookPoint, Layout, PoolState, ReleaseId, Server, ServerId};
-use crate::ports::{
+use crate::faults::Faults;
+use crate::rng::Rng;
+use mwdeploy_core::action::{ActionKind, Outcome, Target};
+use mwdeploy_core::error::PortError;
+use mwdeploy_core::model::{Health, HookPoint, Layout, PoolState, ReleaseId, Server, ServerId};
+use mwdeploy_core::ports::{
     HealthCheck, Hook, Note, Notifier, PoolControl, Progress, ProgressUpdate, Transfer,
 };
-use crate::sim::faults::Faults;
-use crate::sim::rng::Rng;
 
 /// What a simulated server's live tree serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,7 +170,7 @@ impl FleetModel {
     /// For a fleet run in real time (`mwdeploy demo`); the seeded draws do not change.
     ///
     /// ```
-    /// use mwdeploy_core::sim::{Faults, FleetModel};
+    /// use mwdeploy_sim::{Faults, FleetModel};
     /// use mwdeploy_core::{ActionKind, Layout, Server, ServerId, Target};
     /// let mw1 = ServerId::new("mw1").unwrap();
     /// let servers = [Server::new(mw1.clone())];

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use mwdeploy_core::conformance;
-use mwdeploy_core::sim::{Faults, FleetModel, SimFleet};
 use mwdeploy_core::{Layout, ReleaseId, Server, ServerId};
+use mwdeploy_sim::conformance;
+use mwdeploy_sim::{Faults, FleetModel, SimFleet};
 
 fn fleet(faults: Faults, layout: Layout) -> (SimFleet, Vec<Server>) {
     let servers: Vec<Server> = ["mw1", "mw2"]

@@ -9,7 +9,7 @@
 //! (rsync's progress rewrites one line with `\r`).
 //!
 //! ```
-//! use mwdeploy_core::exec::{Cmd, CommandRunner, LocalRunner};
+//! use mwdeploy_exec::{Cmd, CommandRunner, LocalRunner};
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! let out = LocalRunner::new()
@@ -34,8 +34,8 @@ use tokio::io::AsyncWriteExt;
 use tokio_process_stream::{Item, ProcessChunkStream};
 use tokio_stream::StreamExt;
 
-use crate::error::NameError;
-use crate::model::{validate_name, Server};
+use mwdeploy_core::error::NameError;
+use mwdeploy_core::model::{validate_name, Server};
 
 /// Output kept per stream for the result; lines beyond it still reach the callback.
 const KEEP_BYTES: usize = 4 << 20;
@@ -610,7 +610,7 @@ impl Splitter {
 /// single quotes (a `'` inside becomes `'\''`).
 ///
 /// ```
-/// use mwdeploy_core::exec::shell_quote;
+/// use mwdeploy_exec::shell_quote;
 /// assert_eq!(shell_quote("mw1"), "mw1");
 /// assert_eq!(shell_quote("a b"), "'a b'");
 /// assert_eq!(shell_quote("it's; $(id)"), r#"'it'\''s; $(id)'"#);
@@ -781,7 +781,7 @@ type HostKey = (String, Option<u16>);
 /// One runner per host, shared by every adapter, so each host has one ssh connection.
 ///
 /// ```
-/// use mwdeploy_core::exec::{Hosts, SshDefaults};
+/// use mwdeploy_exec::{Hosts, SshDefaults};
 /// use mwdeploy_core::{Server, ServerId};
 /// let hosts = Hosts::new(SshDefaults::new("mwdeploy")).unwrap();
 /// let mut local = Server::new(ServerId::new("mw1").unwrap());

@@ -4,11 +4,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mwdeploy_core::driver::{Driver, Ports, Subscriber, SubscriberError};
 use mwdeploy_core::event::{Event, Record};
 use mwdeploy_core::plan::{ErrorGatePolicy, FailureBudget, OnFailure, OnUnknown, StageSize};
-use mwdeploy_core::sim::{Faults, SimFleet, Simulation};
 use mwdeploy_core::{HookPoint, HookPoints, Layout, Rollout};
+use mwdeploy_runtime::driver::{Driver, Ports, Subscriber, SubscriberError};
+use mwdeploy_sim::{Faults, SimFleet, Simulation};
 
 #[derive(Clone, Default)]
 struct Trace(Arc<Mutex<Vec<String>>>);

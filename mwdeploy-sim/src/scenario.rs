@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use crate::action::{Decision, StopReason};
-use crate::model::{HookPoint, HookPoints, Layout, PoolState, Server};
-use crate::plan::{ErrorGatePolicy, FailureBudget, OnFailure, OnUnknown, StageSize};
-use crate::sim::{Faults, Operator, Rng, Simulation};
+use crate::{Faults, Operator, Rng, Simulation};
+use mwdeploy_core::action::{Decision, StopReason};
+use mwdeploy_core::model::{HookPoint, HookPoints, Layout, PoolState, Server};
+use mwdeploy_core::plan::{ErrorGatePolicy, FailureBudget, OnFailure, OnUnknown, StageSize};
 
 /// A deploy of 1..=`max_servers` servers with every knob drawn from `seed`: layout,
 /// stages, `parallel`, `max_unavailable`, budget and `on_failure`, `--force`, hooks, the
@@ -14,7 +14,7 @@ use crate::sim::{Faults, Operator, Rng, Simulation};
 /// canary, the operator's answers, a stop or a pause, and every kind of fault.
 ///
 /// ```
-/// let report = mwdeploy_core::sim::random_scenario(12345, 40).run().unwrap();
+/// let report = mwdeploy_sim::random_scenario(12345, 40).run().unwrap();
 /// report.assert_ok();
 /// ```
 pub fn random_scenario(seed: u64, max_servers: usize) -> Simulation {

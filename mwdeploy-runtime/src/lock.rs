@@ -7,7 +7,7 @@
 //! A record whose holder is gone is stale and can be cleared; a live one cannot.
 //!
 //! ```
-//! use mwdeploy_core::lock::{DeployLock, Holder, LockError};
+//! use mwdeploy_runtime::lock::{DeployLock, Holder, LockError};
 //! let dir = std::env::temp_dir().join(format!("mwdeploy-lock-doc-{}", std::process::id()));
 //! let held = DeployLock::acquire(&dir, Holder::current("deploying 1.45")).unwrap();
 //! match DeployLock::acquire(&dir, Holder::current("a second deploy")) {

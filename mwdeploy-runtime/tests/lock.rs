@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use mwdeploy_core::lock::{DeployLock, Holder, LockError, LockStatus};
+use mwdeploy_runtime::lock::{DeployLock, Holder, LockError, LockStatus};
 
 const ROLE: &str = "MWDEPLOY_TEST_LOCK_DIR";
 

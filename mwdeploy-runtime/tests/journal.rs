@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
-use mwdeploy_core::driver::{Driver, Ports};
 use mwdeploy_core::event::{Event, Record, Summary};
-use mwdeploy_core::journal::{self, Journal, JournalError};
 use mwdeploy_core::ports::{PoolControl, Progress};
-use mwdeploy_core::sim::{SimFleet, Simulation};
 use mwdeploy_core::{PoolState, PortError, Rollout, Server, ServerId};
+use mwdeploy_runtime::driver::{Driver, Ports};
+use mwdeploy_runtime::journal::{self, Journal, JournalError};
+use mwdeploy_sim::{SimFleet, Simulation};
 
 const ROLE: &str = "MWDEPLOY_TEST_JOURNAL_DIR";
 
@@ -236,7 +236,7 @@ fn pruning_keeps_the_newest_and_every_unfinished_journal() {
     let finished = Event::DeployFinished {
         summary: Summary::default(),
         duration_s: 1.0,
-        exit_code: 0,
+        verdict: mwdeploy_core::Verdict::Done,
     };
     for n in 1..=5 {
         let id = format!("2026112{n}T000000Z-aa");

@@ -5,8 +5,8 @@
 //! Each check takes a port and a server the caller has prepared as the check says,
 //! and returns `Err` with what was wrong.
 
-use crate::model::{Health, PoolState, ReleaseId, Server};
-use crate::ports::{HealthCheck, PoolControl, Progress, Transfer};
+use mwdeploy_core::model::{Health, PoolState, ReleaseId, Server};
+use mwdeploy_core::ports::{HealthCheck, PoolControl, Progress, Transfer};
 
 /// A broken promise of a port.
 pub type Failure = String;

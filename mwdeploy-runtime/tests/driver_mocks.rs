@@ -9,13 +9,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mockall::mock;
 use mockall::predicate::function;
-use mwdeploy_core::driver::{Driver, DriverHandle, Ports};
 use mwdeploy_core::ports::{HealthCheck, Hook, Note, Notifier, PoolControl, Progress, Transfer};
-use mwdeploy_core::rollout::EXIT_INTERRUPTED;
 use mwdeploy_core::{
     Decision, Health, HookPoint, Layout, Plan, PoolState, PortError, ReleaseId, Rollout, Server,
     ServerId, ServerStatus,
 };
+use mwdeploy_runtime::driver::{Driver, DriverHandle, Ports};
 
 mock! {
     Pool {}
@@ -237,7 +236,7 @@ async fn a_shutdown_mid_stage_lets_the_running_server_finish_and_repools_it() {
         });
     })
     .await;
-    assert_eq!(report.exit_code, EXIT_INTERRUPTED);
+    assert_eq!(report.verdict, mwdeploy_core::Verdict::Interrupted);
     assert_eq!(report.summary.succeeded, 1);
     assert_eq!(report.summary.skipped, 2);
     assert!(report.left_out.is_empty());
@@ -256,7 +255,7 @@ async fn a_pause_while_a_step_runs_holds_the_next_server_until_resume() {
     // Records carry virtual time, so gaps measure the paused clock.
     let epoch = std::time::SystemTime::UNIX_EPOCH;
     let driver = driver
-        .subscribe(mwdeploy_core::driver::ChannelSubscriber(tx))
+        .subscribe(mwdeploy_runtime::driver::ChannelSubscriber(tx))
         .with_clock(move || epoch + t0.elapsed());
     let steer = handle.clone();
     tokio::spawn(async move {
@@ -322,7 +321,7 @@ async fn progress_is_thinned_to_a_few_events_a_second_per_server() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let rollout = Rollout::new(plan(1), tokio::time::Instant::now().into_std()).unwrap();
     let report = driver
-        .subscribe(mwdeploy_core::driver::ChannelSubscriber(tx))
+        .subscribe(mwdeploy_runtime::driver::ChannelSubscriber(tx))
         .run(rollout)
         .await;
     assert_eq!(report.summary.succeeded, 1);

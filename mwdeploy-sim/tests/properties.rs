@@ -7,7 +7,7 @@
 //! (default 1024).
 
 use mwdeploy_core::event::Event;
-use mwdeploy_core::sim::{random_scenario, seed_from_env};
+use mwdeploy_sim::{random_scenario, seed_from_env};
 use proptest::prelude::*;
 
 const MAX_SERVERS: usize = 60;
@@ -69,8 +69,8 @@ proptest! {
 /// the preflight turned off so the machine cannot see them.
 #[test]
 fn the_checker_catches_too_many_servers_out() {
-    use mwdeploy_core::sim::Simulation;
     use mwdeploy_core::PoolState;
+    use mwdeploy_sim::Simulation;
     let report = Simulation::new(3, 1)
         .plan(|p| p.preflight = false)
         .outsider("other1", PoolState::Maint)
@@ -87,8 +87,8 @@ fn the_checker_catches_too_many_servers_out() {
 /// server out, waits for room, and stops rather than take a second one out.
 #[test]
 fn reread_pool_keeps_rule_1_with_a_server_the_preflight_did_not_see() {
-    use mwdeploy_core::sim::Simulation;
     use mwdeploy_core::{PoolState, StopReason};
+    use mwdeploy_sim::Simulation;
     let report = Simulation::new(3, 1)
         .plan(|p| p.preflight = false)
         .policy(|p| p.reread_pool = true)

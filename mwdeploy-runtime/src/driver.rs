@@ -8,8 +8,8 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use mwdeploy_core::driver::{Driver, Ports};
-//! use mwdeploy_core::sim::{Faults, FleetModel, SimFleet, Simulation};
+//! use mwdeploy_runtime::driver::{Driver, Ports};
+//! use mwdeploy_sim::{Faults, FleetModel, SimFleet, Simulation};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() {
@@ -39,12 +39,14 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::action::{Action, ActionId, ActionKind, Decision, Outcome, StopReason, Target};
-use crate::error::PortError;
-use crate::event::{Event, PoolPhase, Record};
-use crate::model::{Server, ServerId};
-use crate::ports::{HealthCheck, Hook, Notifier, PoolControl, Progress, ProgressUpdate, Transfer};
-use crate::rollout::{Report, Rollout};
+use mwdeploy_core::action::{Action, ActionId, ActionKind, Decision, Outcome, StopReason, Target};
+use mwdeploy_core::error::PortError;
+use mwdeploy_core::event::{Event, PoolPhase, Record};
+use mwdeploy_core::model::{Server, ServerId};
+use mwdeploy_core::ports::{
+    HealthCheck, Hook, Notifier, PoolControl, Progress, ProgressUpdate, Transfer,
+};
+use mwdeploy_core::rollout::{Report, Rollout};
 
 /// Progress events kept per server: at most one per this interval.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
@@ -469,6 +471,10 @@ async fn step(
                     ports.health.watch(&server, *window, &p).await.into()
                 }
                 ActionKind::Notify(_) => Outcome::Done,
+                // An action kind a newer core added and this driver does not run yet.
+                other => Outcome::Failed(PortError::misconfigured(format!(
+                    "{name}: {other:?} is not an action this driver runs"
+                ))),
             }
         }
     }

@@ -8,9 +8,9 @@
 //!
 //! ```
 //! use std::time::SystemTime;
-//! use mwdeploy_core::driver::Subscriber;
+//! use mwdeploy_runtime::driver::Subscriber;
 //! use mwdeploy_core::event::{Event, Record};
-//! use mwdeploy_core::journal::{self, Journal};
+//! use mwdeploy_runtime::journal::{self, Journal};
 //!
 //! let dir = std::env::temp_dir().join(format!("mwdeploy-doc-{}", std::process::id()));
 //! let mut j = Journal::create(&dir, "20261122T040000Z-ab12").unwrap();
@@ -27,8 +27,8 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use crate::driver::{Subscriber, SubscriberError};
-use crate::event::{Event, PoolAction, PoolPhase, Record, ServerStatus};
-use crate::model::{validate_name, Layout, ServerId};
+use mwdeploy_core::event::{Event, PoolAction, PoolPhase, Record, ServerStatus};
+use mwdeploy_core::model::{validate_name, Layout, ServerId};
 
 /// A journal could not be written or read.
 #[derive(Debug, thiserror::Error)]

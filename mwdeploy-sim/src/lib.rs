@@ -1,4 +1,8 @@
-//! A simulated fleet: the real machine, fake ports with seeded faults, virtual time.
+//! mwdeploy-sim: a simulated fleet: the real machine, fake ports with seeded faults,
+//! virtual time; and the conformance suite every implementation of a port passes.
+//!
+//! Like turmoil, it is a crate of its own: adapters take it as a dev-dependency for
+//! [`conformance`], embedders use it to try their policies, `mwdeploy simulate` runs it.
 //!
 //! [`Simulation`] steps a [`Rollout`] directly (no tokio): each action is handed to a
 //! [`FleetModel`], which decides from one seeded generator whether it fails, hangs or
@@ -7,7 +11,7 @@
 //! Same seed, same plan: the same trace, to the event.
 //!
 //! ```
-//! use mwdeploy_core::sim::{Faults, Simulation};
+//! use mwdeploy_sim::{Faults, Simulation};
 //! use mwdeploy_core::Layout;
 //! let report = Simulation::new(20, 42)
 //!     .layout(Layout::Releases)
@@ -20,7 +24,10 @@
 //!
 //! A failing run names its seed; `MWDEPLOY_SIM_SEED=<seed>` reruns it (see [`seed_from_env`]).
 
+#![warn(missing_docs)]
+
 mod check;
+pub mod conformance;
 mod faults;
 mod fleet;
 mod rng;
@@ -36,12 +43,12 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::action::{Action, ActionKind, Decision, StopReason};
-use crate::error::PlanError;
-use crate::event::{Event, Summary};
-use crate::model::{Layout, PoolState, ReleaseId, Server, ServerId};
-use crate::plan::{OnFailure, Plan, Policy};
-use crate::rollout::{Report, Rollout};
+use mwdeploy_core::action::{Action, ActionKind, Decision, StopReason};
+use mwdeploy_core::error::PlanError;
+use mwdeploy_core::event::{Event, Summary};
+use mwdeploy_core::model::{Layout, PoolState, ReleaseId, Server, ServerId};
+use mwdeploy_core::plan::{OnFailure, Plan, Policy};
+use mwdeploy_core::rollout::{Report, Rollout};
 
 /// The virtual wall clock's start: a simulation's times and release ids count from here.
 pub fn sim_epoch() -> SystemTime {
@@ -125,7 +132,6 @@ impl SimReport {
             "max_out_of_pool": self.max_out_of_pool,
             "violations": self.violations,
             "summary": self.summary,
-            "deploy_exit_code": self.report.exit_code,
         })
     }
 }
