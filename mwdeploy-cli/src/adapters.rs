@@ -184,9 +184,13 @@ pub(crate) fn notifier(
     if no_log {
         return Arc::new(NoNotifier);
     }
-    let webhooks = crate::notify::Webhooks::new(
-        crate::notify::hooks(&config.webhooks),
-        crate::notify::Curl::default(),
+    let w = &config.webhooks;
+    let webhooks = mwdeploy_webhook::Webhooks::new(
+        mwdeploy_webhook::hooks(
+            w.discord.as_ref().map(|s| s.expose()),
+            w.slack.as_ref().map(|s| s.expose()),
+        ),
+        mwdeploy_webhook::Curl::default(),
         id,
         servers,
         message,

@@ -55,14 +55,12 @@ macro_rules! eprintln {
 mod adapters;
 mod check_config;
 mod cli;
-mod config;
 mod demo;
 mod deploy;
 mod dry_run;
 mod error;
 pub mod exit;
 mod log_file;
-mod notify;
 mod ops;
 mod output;
 mod pool;
@@ -79,6 +77,8 @@ mod tty;
 mod tui;
 mod viewer;
 mod warm;
+
+pub(crate) use mwdeploy::config;
 
 use std::ffi::OsString;
 

@@ -9,9 +9,11 @@ use std::io::Write;
 use std::time::{Duration, SystemTime};
 
 use mwdeploy_core::event::{PoolAction, PrepStatus};
-use mwdeploy_core::{Event, ServerId, Summary};
+use mwdeploy_core::{Event, ServerId};
 
 use crate::output::Output;
+
+pub(crate) use mwdeploy_core::text::{count, Clean, SummaryText};
 
 /// Renders events as one JSON object per line: `ts`, `deploy`, then the event's fields.
 #[derive(Debug)]
@@ -242,29 +244,6 @@ fn prep_status(s: PrepStatus) -> &'static str {
     }
 }
 
-/// `1 server`, `2 servers`.
-pub(crate) fn count(n: usize, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
-    }
-}
-
-/// The summary in words: `48 succeeded, 0 warned, 0 failed, 2 rolled back, 0 skipped`.
-pub(crate) struct SummaryText<'a>(pub(crate) &'a Summary);
-
-impl fmt::Display for SummaryText<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = self.0;
-        write!(
-            f,
-            "{} succeeded, {} warned, {} failed, {} rolled back, {} skipped",
-            s.succeeded, s.warned, s.failed, s.rolled_back, s.skipped
-        )
-    }
-}
-
 /// ` (mw1)`, ` (mw1, mw2)`, ` (mw1 .. mw9)`: a stage's servers without listing thousands.
 struct Span<'a>(&'a [ServerId]);
 
@@ -276,23 +255,6 @@ impl fmt::Display for Span<'_> {
             [a, b] => write!(f, " ({a}, {b})"),
             [first, .., last] => write!(f, " ({first} .. {last})"),
         }
-    }
-}
-
-/// Text with control characters (terminal escapes, carriage returns) replaced by `?`,
-/// so remote output cannot drive the operator's terminal.
-pub(crate) struct Clean<'a>(pub(crate) &'a str);
-
-impl fmt::Display for Clean<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut rest = self.0;
-        while let Some(i) = rest.find(char::is_control) {
-            f.write_str(&rest[..i])?;
-            f.write_str("?")?;
-            let c = rest[i..].chars().next().expect("found at i");
-            rest = &rest[i + c.len_utf8()..];
-        }
-        f.write_str(rest)
     }
 }
 

@@ -23,7 +23,6 @@ use crate::config::{config_path, Config, ServerConfig};
 use crate::dry_run;
 use crate::error::CliError;
 use crate::output::Output;
-use crate::render::count;
 
 /// The longest name accepted.
 const NAME_MAX: usize = 253;
@@ -532,15 +531,11 @@ pub(crate) fn load_config(config_file: Option<&Path>) -> Result<Config, CliError
     let file = config_path(config_file);
     let config = match Config::load(&file) {
         Ok(c) => c,
-        Err(diagnostics) => {
-            for d in &diagnostics {
+        Err(e) => {
+            for d in &e.diagnostics {
                 eprintln!("{d}");
             }
-            return Err(CliError::Usage(format!(
-                "{} in {}: nothing was run",
-                count(diagnostics.len(), "config error"),
-                file.display()
-            )));
+            return Err(CliError::Usage(format!("{e}: nothing was run")));
         }
     };
     for w in config.warnings() {

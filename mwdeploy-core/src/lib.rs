@@ -64,6 +64,7 @@ pub mod model;
 pub mod plan;
 pub mod ports;
 pub mod rollout;
+pub mod text;
 
 pub use action::{Action, ActionId, ActionKind, Decision, Outcome, StopReason, Target};
 pub use error::{NameError, PlanError, PortError, PortErrorKind};

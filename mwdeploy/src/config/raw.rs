@@ -367,7 +367,7 @@ impl<'de> Deserialize<'de> for Dur {
 pub(super) struct Stage(pub(super) StageSize);
 
 /// Checks a stage's range: a count of at least 1, a percentage within 1..=100.
-pub(crate) fn check_stage(s: StageSize) -> Result<StageSize, String> {
+pub fn check_stage(s: StageSize) -> Result<StageSize, String> {
     match s {
         StageSize::Count(0) => Err("a stage of 0 servers would never end; use at least 1".into()),
         StageSize::Percent(p) if p == 0 || p > 100 => Err(format!(
@@ -411,7 +411,7 @@ impl<'de> Deserialize<'de> for Stage {
 pub(super) struct Budget(pub(super) FailureBudget);
 
 /// Checks a failure budget's percentage.
-pub(crate) fn check_budget(b: FailureBudget) -> Result<FailureBudget, String> {
+pub fn check_budget(b: FailureBudget) -> Result<FailureBudget, String> {
     match b {
         FailureBudget::Percent(p) if p > 100 => Err(format!(
             "failure budget \"{p}%\" is out of range: a percentage is within 0%..=100%"

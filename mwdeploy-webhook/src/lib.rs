@@ -1,4 +1,9 @@
-//! Webhooks (Discord, Slack) as the engine's [`Notifier`].
+//! mwdeploy-webhook: Discord and Slack webhooks as the engine's [`Notifier`], never
+//! blocking a deploy.
+//!
+//! It sits beside the other adapters (`mwdeploy-haproxy`, `mwdeploy-rsync`,
+//! `mwdeploy-canary`): `mwdeploy` builds one from `config.yaml`'s `webhooks:`; an
+//! embedder builds its own.
 //!
 //! ```text
 //!  Note::Started ──────────────> "deploy D started on N servers (names): message"
@@ -17,25 +22,40 @@
 //! or its path: curl's own messages are scrubbed (`<webhook>`). The driver runs each
 //! note as its own task with a deadline, so nothing here holds up the deploy.
 
+//!
+//! # Example
+//!
+//! ```no_run
+//! use mwdeploy_webhook::{Curl, Hook, Service, Webhooks};
+//! let hooks = vec![Hook::new(Service::Slack, "https://hooks.slack.com/services/T0/B0/XXXX")];
+//! let notifier = Webhooks::new(hooks, Curl::default(), "20261207T101500Z-ab12", vec!["mw1".into()], None);
+//! assert!(notifier.is_on());
+//! // Give it to the driver as `Ports::notifier` (an `Arc<dyn Notifier>`).
+//! ```
+#![warn(missing_docs)]
+
+mod body;
+mod curl;
+mod error;
+
 use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use mwdeploy_core::ports::{Note, Notifier};
+use mwdeploy_core::text::{count, Clean, SummaryText};
 use mwdeploy_core::{PortError, ServerId};
-use mwdeploy_exec::{Cmd, CommandRunner, LocalRunner};
 use tokio::sync::watch;
 
-use crate::config::Webhooks as WebhookConfig;
-use crate::render::{Clean, SummaryText};
+pub use body::{payload, scrub, Hook, Service};
+pub use curl::{Curl, Post};
+pub use error::PostError;
+
+use body::truncate;
 
 /// How long server failures are collected into one post.
 const BATCH_WINDOW: Duration = Duration::from_secs(2);
-/// The longest `Retry-After` honoured.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
-/// The pause before retrying after a network error or a 5xx.
-const RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// Discord takes 2000 characters; leave room.
 const MAX_TEXT: usize = 1900;
 /// Server names listed in a post before "and N more".
@@ -43,254 +63,15 @@ const MAX_NAMES: usize = 20;
 /// Characters of one failure's detail.
 const MAX_DETAIL: usize = 200;
 
-/// Which service a webhook posts to: decides the JSON body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Service {
-    Discord,
-    Slack,
-}
-
-impl Service {
-    fn name(self) -> &'static str {
-        match self {
-            Service::Discord => "discord",
-            Service::Slack => "slack",
-        }
-    }
-}
-
-/// One webhook: its service and URL (never shown).
-#[derive(Clone)]
-pub(crate) struct Hook {
-    service: Service,
-    url: String,
-}
-
-impl fmt::Debug for Hook {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Hook({}, <redacted>)", self.service.name())
-    }
-}
-
-impl Hook {
-    pub(crate) fn new(service: Service, url: impl Into<String>) -> Self {
-        Hook {
-            service,
-            url: url.into(),
-        }
-    }
-}
-
-/// The JSON body that posts `text` to `service`.
-///
-/// Discord: `content`, with `allowed_mentions.parse` empty so `@everyone` or a role
-/// mention in a message pings nobody. Slack: `text`, with `&`, `<`, `>` escaped as Slack
-/// asks, so `<!channel>` is shown, not acted on.
-pub(crate) fn payload(service: Service, text: &str) -> String {
-    let text = truncate(text, MAX_TEXT);
-    let v = match service {
-        Service::Discord => serde_json::json!({
-            "content": text,
-            "allowed_mentions": { "parse": [] },
-        }),
-        Service::Slack => {
-            let escaped = text
-                .replace('&', "&amp;")
-                .replace('<', "&lt;")
-                .replace('>', "&gt;");
-            serde_json::json!({ "text": escaped })
-        }
-    };
-    v.to_string()
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &text[..i]),
-        None => text.to_string(),
-    }
-}
-
-/// `text` with every occurrence of `url`, its authority, host and path replaced by
-/// `<webhook>`: for error texts that may quote them (curl names the host it cannot
-/// resolve or reach).
-pub(crate) fn scrub(text: &str, url: &str) -> String {
-    let mut parts: Vec<String> = vec![url.to_string()];
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let (authority, path) = match rest.find(['/', '?', '#']) {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    parts.push(authority.to_string());
-    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    parts.push(hostport.to_string());
-    let host = if let Some(end) = hostport.strip_prefix('[').and_then(|h| h.find(']')) {
-        &hostport[..end + 2]
-    } else {
-        hostport.split(':').next().unwrap_or(hostport)
-    };
-    parts.push(host.to_string());
-    parts.push(host.trim_matches(['[', ']']).to_string());
-    // The path holds a Discord or Slack token: never shown either.
-    if path.len() > 1 {
-        parts.push(path.to_string());
-        parts.push(path.trim_start_matches('/').to_string());
-    }
-    parts.retain(|p| !p.is_empty());
-    parts.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    parts.dedup();
-    let mut out = text.to_string();
-    for p in &parts {
-        out = replace_ignore_case(&out, p, "<webhook>");
-    }
-    out
-}
-
-/// Replaces `needle` in `hay`, ASCII case ignored.
-fn replace_ignore_case(hay: &str, needle: &str, with: &str) -> String {
-    let (lh, ln) = (hay.to_ascii_lowercase(), needle.to_ascii_lowercase());
-    let mut out = String::with_capacity(hay.len());
-    let mut last = 0;
-    for (i, _) in lh.match_indices(&ln) {
-        if i < last {
-            continue;
-        }
-        out.push_str(&hay[last..i]);
-        out.push_str(with);
-        last = i + needle.len();
-    }
-    out.push_str(&hay[last..]);
-    out
-}
-
-/// Sends one body to one URL; the error text may hold the URL (it is scrubbed after).
-#[async_trait]
-pub(crate) trait Post: Send + Sync {
-    async fn post(&self, url: &str, body: &str) -> Result<(), String>;
-}
-
-/// Posts with curl, run locally through the core's runner.
-#[derive(Debug, Default)]
-pub(crate) struct Curl {
-    runner: LocalRunner,
-}
-
-/// How one attempt went.
-#[derive(Debug, PartialEq)]
-enum Attempt {
-    Sent,
-    /// Worth a second try after this pause.
-    Retry(Duration, String),
-    Failed(String),
-}
-
-/// A value for curl's config file, quoted: `\` and `"` escaped, so curl reads it back
-/// as it is (curl turns `\t \n \r \v` into controls; a lone `\` is not left to it).
-fn curl_quote(s: &str) -> String {
-    let mut q = String::with_capacity(s.len() + 2);
-    q.push('"');
-    for c in s.chars() {
-        match c {
-            '\\' => q.push_str("\\\\"),
-            '"' => q.push_str("\\\""),
-            '\n' => q.push_str("\\n"),
-            '\r' => q.push_str("\\r"),
-            '\t' => q.push_str("\\t"),
-            c => q.push(c),
-        }
-    }
-    q.push('"');
-    q
-}
-
-/// The config curl reads on stdin for one post.
-fn curl_config(url: &str, body: &str) -> String {
-    format!(
-        "url = {}\n\
-         proto = \"=http,https\"\n\
-         request = \"POST\"\n\
-         header = \"Content-Type: application/json\"\n\
-         data-raw = {}\n\
-         max-time = 10\n\
-         silent\n\
-         show-error\n\
-         output = \"/dev/null\"\n\
-         dump-header = \"-\"\n\
-         write-out = \"\\n%{{http_code}}\\n\"\n",
-        curl_quote(url),
-        curl_quote(body)
-    )
-}
-
-/// Judges curl's output: the headers, then the status code on the last line.
-fn judge(code: Option<i32>, stdout: &str, stderr: &str) -> Attempt {
-    if code != Some(0) {
-        let why = stderr
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("no error text")
-            .trim()
-            .to_string();
-        let why = match code {
-            Some(c) => format!("curl exited with status {c}: {why}"),
-            None => format!("curl was killed: {why}"),
-        };
-        return Attempt::Retry(RETRY_PAUSE, why);
-    }
-    let mut lines = stdout.lines().rev().filter(|l| !l.trim().is_empty());
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or(0);
-    let retry_after = stdout.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim()
-            .eq_ignore_ascii_case("retry-after")
-            .then(|| v.trim().parse::<f64>().ok())
-            .flatten()
-    });
-    match status {
-        200..=299 => Attempt::Sent,
-        429 => {
-            let wait = retry_after
-                .filter(|s| s.is_finite() && *s >= 0.0)
-                .map_or(RETRY_PAUSE, |s| {
-                    Duration::from_secs_f64(s.min(MAX_RETRY_AFTER.as_secs_f64()))
-                });
-            Attempt::Retry(wait, "HTTP 429 (rate limited)".to_string())
-        }
-        500..=599 => Attempt::Retry(RETRY_PAUSE, format!("HTTP {status}")),
-        0 => Attempt::Failed("no HTTP status".to_string()),
-        s => Attempt::Failed(format!("HTTP {s}")),
-    }
-}
-
-impl Curl {
-    async fn attempt(&self, url: &str, body: &str) -> Attempt {
-        let cmd = Cmd::new(["curl", "-q", "--config", "-"]).stdin(curl_config(url, body));
-        match self.runner.run(&cmd, &mut |_, _| {}).await {
-            Ok(o) => judge(o.code, &o.stdout, &o.stderr),
-            Err(e) => Attempt::Failed(e.to_string()),
-        }
-    }
-}
-
-#[async_trait]
-impl Post for Curl {
-    async fn post(&self, url: &str, body: &str) -> Result<(), String> {
-        match self.attempt(url, body).await {
-            Attempt::Sent => Ok(()),
-            Attempt::Failed(e) => Err(e),
-            Attempt::Retry(wait, _) => {
-                tokio::time::sleep(wait).await;
-                match self.attempt(url, body).await {
-                    Attempt::Sent => Ok(()),
-                    Attempt::Failed(e) | Attempt::Retry(_, e) => Err(format!("{e} (retried)")),
-                }
-            }
-        }
-    }
+/// The configured webhooks: one per URL given (empty or blank URLs are off).
+pub fn hooks(discord: Option<&str>, slack: Option<&str>) -> Vec<Hook> {
+    [(Service::Discord, discord), (Service::Slack, slack)]
+        .into_iter()
+        .filter_map(|(service, url)| {
+            let url = url?.trim();
+            (!url.is_empty()).then(|| Hook::new(service, url))
+        })
+        .collect()
 }
 
 /// Server failures waiting for their post.
@@ -301,8 +82,8 @@ struct Batch {
     failed: Vec<ServerId>,
 }
 
-/// The webhooks of a deploy. See the [module docs](self).
-pub(crate) struct Webhooks<P: Post = Curl> {
+/// The webhooks of a deploy. See the [crate docs](crate).
+pub struct Webhooks<P: Post = Curl> {
     hooks: Vec<Hook>,
     poster: P,
     deploy: String,
@@ -324,24 +105,9 @@ impl<P: Post> fmt::Debug for Webhooks<P> {
     }
 }
 
-/// The configured webhooks (empty or missing URLs are off).
-pub(crate) fn hooks(config: &WebhookConfig) -> Vec<Hook> {
-    let mut hooks = Vec::new();
-    for (service, secret) in [
-        (Service::Discord, &config.discord),
-        (Service::Slack, &config.slack),
-    ] {
-        if let Some(s) = secret {
-            if !s.expose().trim().is_empty() {
-                hooks.push(Hook::new(service, s.expose().trim()));
-            }
-        }
-    }
-    hooks
-}
-
 impl<P: Post> Webhooks<P> {
-    pub(crate) fn new(
+    /// The webhooks `hooks` of deploy `deploy` to `servers`, posting with `poster`.
+    pub fn new(
         hooks: Vec<Hook>,
         poster: P,
         deploy: &str,
@@ -362,7 +128,7 @@ impl<P: Post> Webhooks<P> {
     }
 
     /// Whether any webhook is on.
-    pub(crate) fn is_on(&self) -> bool {
+    pub fn is_on(&self) -> bool {
         !self.hooks.is_empty()
     }
 
@@ -375,7 +141,7 @@ impl<P: Post> Webhooks<P> {
                 errors.push(format!(
                     "{} webhook: {}",
                     h.service.name(),
-                    scrub(&e, &h.url)
+                    scrub(&e.to_string(), &h.url)
                 ));
             }
         }
@@ -390,7 +156,7 @@ impl<P: Post> Webhooks<P> {
         let mut t = format!(
             "mwdeploy: deploy {} started on {}{}",
             self.deploy,
-            crate::render::count(servers, "server"),
+            count(servers, "server"),
             names(self.servers.iter().map(String::as_str)),
         );
         if let Some(m) = &self.message {
@@ -411,7 +177,7 @@ impl<P: Post> Webhooks<P> {
         let mut t = format!(
             "mwdeploy: deploy {}: {} failed: {}",
             self.deploy,
-            crate::render::count(failures.len(), "server"),
+            count(failures.len(), "server"),
             list.join(", ")
         );
         if failures.len() > MAX_NAMES {
@@ -510,6 +276,7 @@ impl<P: Post> Notifier for Webhooks<P> {
 
 #[cfg(test)]
 mod tests {
+    use super::curl::{curl_config, judge, Attempt, MAX_RETRY_AFTER};
     use super::*;
     use mwdeploy_core::event::Summary;
     use std::sync::Arc;
@@ -581,7 +348,7 @@ mod tests {
         let h = "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 2\r\n\r\n\n429\n";
         assert_eq!(
             judge(Some(0), h, ""),
-            Attempt::Retry(Duration::from_secs(2), "HTTP 429 (rate limited)".into())
+            Attempt::Retry(Duration::from_secs(2), PostError::RateLimited)
         );
         let long = "HTTP/1.1 429 X\r\nretry-after: 600\r\n\r\n\n429\n";
         assert!(matches!(judge(Some(0), long, ""), Attempt::Retry(d, _) if d == MAX_RETRY_AFTER));
@@ -591,11 +358,11 @@ mod tests {
         );
         assert_eq!(
             judge(Some(0), "HTTP/1.1 404 No\r\n\r\n\n404\n", ""),
-            Attempt::Failed("HTTP 404".into())
+            Attempt::Failed(PostError::Http(404))
         );
         assert!(matches!(
             judge(Some(7), "", "curl: (7) Failed to connect\n"),
-            Attempt::Retry(_, e) if e.contains("status 7")
+            Attempt::Retry(_, PostError::Curl { status: 7, .. })
         ));
     }
 
@@ -610,13 +377,15 @@ mod tests {
 
     #[async_trait]
     impl Post for Recorder {
-        async fn post(&self, url: &str, body: &str) -> Result<(), String> {
+        async fn post(&self, url: &str, body: &str) -> Result<(), PostError> {
             self.posts
                 .lock()
                 .unwrap()
                 .push((url.to_string(), body.to_string()));
             if self.fail {
-                Err(format!("curl: (7) Failed to connect to {url}"))
+                Err(PostError::Run(format!(
+                    "curl: (7) Failed to connect to {url}"
+                )))
             } else {
                 Ok(())
             }

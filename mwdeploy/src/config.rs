@@ -33,20 +33,22 @@ use mwdeploy_core::plan::{
 use mwdeploy_core::{Layout, Server, ServerId};
 use mwdeploy_exec::SshDefaults;
 
-pub(crate) use raw::{check_budget, check_stage};
+pub use crate::error::ConfigError;
+
+pub use raw::{check_budget, check_stage};
 
 /// Where the config is read from when neither `-C` nor `$MWDEPLOY_CONFIG` says.
-pub(crate) const DEFAULT_PATH: &str = "/etc/mwdeploy/config.yaml";
+pub const DEFAULT_PATH: &str = "/etc/mwdeploy/config.yaml";
 
 /// The environment variable naming the config when `-C` is not given.
-pub(crate) const PATH_ENV: &str = "MWDEPLOY_CONFIG";
+pub const PATH_ENV: &str = "MWDEPLOY_CONFIG";
 
 /// What a pool step may take beyond its own wait (drain or repool confirmation).
 const DEPOOL_MARGIN: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// The config file to read: `flag` (`-C/--config-file`), else `$MWDEPLOY_CONFIG` (when
 /// set and not empty), else [`DEFAULT_PATH`].
-pub(crate) fn config_path(flag: Option<&Path>) -> PathBuf {
+pub fn config_path(flag: Option<&Path>) -> PathBuf {
     if let Some(p) = flag {
         return p.to_path_buf();
     }
@@ -58,11 +60,11 @@ pub(crate) fn config_path(flag: Option<&Path>) -> PathBuf {
 
 /// A place in the config file (1-based).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Loc {
+pub struct Loc {
     /// Line, from 1.
-    pub(crate) line: u64,
+    pub line: u64,
     /// Column, from 1.
-    pub(crate) column: u64,
+    pub column: u64,
 }
 
 impl Loc {
@@ -77,13 +79,13 @@ impl Loc {
 
 /// One finding about the config: an error or a warning, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Diagnostic {
+pub struct Diagnostic {
     /// The config file.
-    pub(crate) file: PathBuf,
+    pub file: PathBuf,
     /// Where in it, when known.
-    pub(crate) at: Option<Loc>,
+    pub at: Option<Loc>,
     /// What is wrong, starting with the key (`rollout.parallel: ...`).
-    pub(crate) message: String,
+    pub message: String,
 }
 
 impl fmt::Display for Diagnostic {
@@ -104,11 +106,11 @@ impl fmt::Display for Diagnostic {
 
 /// A webhook URL: a secret, so it never appears in `Debug` output, messages or logs.
 #[derive(Clone, PartialEq, Eq)]
-pub(crate) struct Secret(String);
+pub struct Secret(String);
 
 impl Secret {
     /// The URL, for the one place that posts to it.
-    pub(crate) fn expose(&self) -> &str {
+    pub fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -121,21 +123,21 @@ impl fmt::Debug for Secret {
 
 /// Argv lists per hook point, after per-server (or staging) overrides.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Hooks {
+pub struct Hooks {
     /// Release layout: on the new release, before depool.
-    pub(crate) post_copy: Vec<Vec<String>>,
+    pub post_copy: Vec<Vec<String>>,
     /// Both layouts, before the canary.
-    pub(crate) post_activate: Vec<Vec<String>>,
+    pub post_activate: Vec<Vec<String>>,
     /// Before the server leaves the pool.
-    pub(crate) pre_depool: Vec<Vec<String>>,
+    pub pre_depool: Vec<Vec<String>>,
     /// After the server is back in the pool.
-    pub(crate) post_repool: Vec<Vec<String>>,
+    pub post_repool: Vec<Vec<String>>,
 }
 
 impl Hooks {
     /// The argv lists of `point`, run in order; placeholders (`{server}`, `{release}`,
     /// `{release_path}`, `{prod_path}`) are still in them.
-    pub(crate) fn at(&self, point: HookPoint) -> &[Vec<String>] {
+    pub fn at(&self, point: HookPoint) -> &[Vec<String>] {
         match point {
             HookPoint::PostCopy => &self.post_copy,
             HookPoint::PostActivate => &self.post_activate,
@@ -154,7 +156,7 @@ impl Hooks {
     }
 
     /// The points that have at least one hook.
-    pub(crate) fn points(&self) -> HookPoints {
+    pub fn points(&self) -> HookPoints {
         HookPoint::ALL
             .iter()
             .filter(|p| !self.at(**p).is_empty())
@@ -164,36 +166,36 @@ impl Hooks {
 
 /// One of `mw_servers`, with every default filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ServerConfig {
+pub struct ServerConfig {
     /// Its name.
-    pub(crate) name: ServerId,
+    pub name: ServerId,
     /// Host for ssh (`None`: the name).
-    pub(crate) ssh_host: Option<String>,
+    pub ssh_host: Option<String>,
     /// Port for ssh (`None`: the deploy-wide `ssh_port`).
-    pub(crate) ssh_port: Option<u16>,
+    pub ssh_port: Option<u16>,
     /// Its commands run on the deploy host, without ssh.
-    pub(crate) local: bool,
+    pub local: bool,
     /// Its live tree (its own `prod_path`, else the deploy-wide one).
-    pub(crate) prod_path: PathBuf,
+    pub prod_path: PathBuf,
     /// Where its releases go (release layout): `releases_dir`, else `<prod_path>-releases`.
-    pub(crate) releases_dir: PathBuf,
+    pub releases_dir: PathBuf,
     /// How its canary checks it.
-    pub(crate) canary: CanaryTarget,
+    pub canary: CanaryTarget,
     /// Its name in the HAProxy backends (`None`: its name).
-    pub(crate) haproxy_server: Option<ServerId>,
+    pub haproxy_server: Option<ServerId>,
     /// Its group, for stages by group.
-    pub(crate) group: Option<String>,
+    pub group: Option<String>,
     /// Behind HAProxy (`pooled: false`: a job runner, never depooled).
-    pub(crate) pooled: bool,
+    pub pooled: bool,
     /// Its hooks: the global ones, each point replaced by its own where it sets one.
-    pub(crate) hooks: Hooks,
+    pub hooks: Hooks,
     /// Where it is written in the config.
-    pub(crate) at: Option<Loc>,
+    pub at: Option<Loc>,
 }
 
 impl ServerConfig {
     /// The engine's view of this server.
-    pub(crate) fn to_server(&self) -> Server {
+    pub fn to_server(&self) -> Server {
         let mut s = Server::new(self.name.clone());
         s.ssh_host = self.ssh_host.clone();
         s.ssh_port = self.ssh_port;
@@ -210,22 +212,22 @@ impl ServerConfig {
 
 /// One of `proxy_servers`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ProxyConfig {
+pub struct ProxyConfig {
     /// Its name.
-    pub(crate) name: ServerId,
+    pub name: ServerId,
     /// Reached here, without ssh.
-    pub(crate) local: bool,
+    pub local: bool,
     /// Its admin socket (its own `haproxy_socket`, else the deploy-wide one).
-    pub(crate) socket: PathBuf,
+    pub socket: PathBuf,
     /// Host for ssh (`None`: the name).
-    pub(crate) ssh_host: Option<String>,
+    pub ssh_host: Option<String>,
     /// Port for ssh (`None`: the deploy-wide `ssh_port`).
-    pub(crate) ssh_port: Option<u16>,
+    pub ssh_port: Option<u16>,
 }
 
 impl ProxyConfig {
     /// The proxy as a host the exec layer can reach (`Hosts::runner`).
-    pub(crate) fn to_host(&self) -> Server {
+    pub fn to_host(&self) -> Server {
         let mut s = Server::new(self.name.clone());
         s.ssh_host = self.ssh_host.clone();
         s.ssh_port = self.ssh_port;
@@ -237,21 +239,21 @@ impl ProxyConfig {
 
 /// `staging:`: the deploy host's own copy, checked before production.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct StagingConfig {
+pub struct StagingConfig {
     /// Where `staging_path` is synced on the deploy host (default: `prod_path`).
-    pub(crate) prod_path: PathBuf,
+    pub prod_path: PathBuf,
     /// Its canary URLs (default: `canary.url`).
-    pub(crate) canary_urls: Vec<String>,
+    pub canary_urls: Vec<String>,
     /// Its hooks: the global ones, each point replaced by its own where it sets one.
-    pub(crate) hooks: Hooks,
+    pub hooks: Hooks,
 }
 
 impl StagingConfig {
     /// The name staging goes by in the plan, the journal and the output.
-    pub(crate) const NAME: &'static str = "staging";
+    pub const NAME: &'static str = "staging";
 
     /// The engine's view of staging: a local server with its own canary URLs.
-    pub(crate) fn to_server(&self) -> Server {
+    pub fn to_server(&self) -> Server {
         let id = ServerId::new(Self::NAME).expect("\"staging\" is a valid name");
         let mut s = Server::new(id);
         s.local = true;
@@ -265,149 +267,149 @@ impl StagingConfig {
 
 /// `canary:`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CanaryConfig {
+pub struct CanaryConfig {
     /// URLs fetched on each server (all must pass) unless it sets its own.
-    pub(crate) urls: Vec<String>,
+    pub urls: Vec<String>,
     /// Status every URL must answer.
-    pub(crate) expect_status: u16,
+    pub expect_status: u16,
     /// Case-insensitive substring of the body (`None`: not checked).
-    pub(crate) expect_body: Option<String>,
+    pub expect_body: Option<String>,
     /// Deadline of one attempt.
-    pub(crate) timeout: Duration,
+    pub timeout: Duration,
     /// Attempts before the canary fails.
-    pub(crate) attempts: u32,
+    pub attempts: u32,
     /// Pause after a failed attempt.
-    pub(crate) retry_pause: Duration,
+    pub retry_pause: Duration,
     /// Follow HTTP redirects.
-    pub(crate) follow_redirects: bool,
+    pub follow_redirects: bool,
     /// The optional error gate after each repool.
-    pub(crate) error_gate: Option<ErrorGateConfig>,
+    pub error_gate: Option<ErrorGateConfig>,
 }
 
 /// `canary.error_gate:`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ErrorGateConfig {
+pub struct ErrorGateConfig {
     /// The log on each server whose new lines are counted.
-    pub(crate) log_file: PathBuf,
+    pub log_file: PathBuf,
     /// What a counted line matches (an extended regular expression).
-    pub(crate) pattern: String,
+    pub pattern: String,
     /// Matching lines within the window that fail the server.
-    pub(crate) threshold: u32,
+    pub threshold: u32,
     /// How long the server is watched after its repool.
-    pub(crate) window: Duration,
+    pub window: Duration,
     /// What an unreadable log means.
-    pub(crate) on_unknown: OnUnknown,
+    pub on_unknown: OnUnknown,
 }
 
 /// `rollout:`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RolloutConfig {
+pub struct RolloutConfig {
     /// Servers in flight at once.
-    pub(crate) parallel: u32,
+    pub parallel: u32,
     /// Servers out of the pool at once.
-    pub(crate) max_unavailable: u32,
+    pub max_unavailable: u32,
     /// Where `max_unavailable` is written, for messages about it.
-    pub(crate) max_unavailable_at: Option<Loc>,
+    pub max_unavailable_at: Option<Loc>,
     /// Stage sizes; the last repeats.
-    pub(crate) stages: Vec<StageSize>,
+    pub stages: Vec<StageSize>,
     /// Pause after each stage but the last.
-    pub(crate) bake: Duration,
+    pub bake: Duration,
     /// Ask before each stage but the first.
-    pub(crate) approve_stages: bool,
+    pub approve_stages: bool,
     /// Failures tolerated without asking.
-    pub(crate) failure_budget: FailureBudget,
+    pub failure_budget: FailureBudget,
     /// Beyond the budget.
-    pub(crate) on_failure: OnFailure,
+    pub on_failure: OnFailure,
     /// Deadline of a depool, drain included.
-    pub(crate) drain_timeout: Duration,
+    pub drain_timeout: Duration,
     /// Deadline of a repool, until the balancer serves the server.
-    pub(crate) repool_timeout: Duration,
+    pub repool_timeout: Duration,
     /// A repooled server gets requests only once HAProxy's own check passed.
-    pub(crate) repool_after_check: bool,
+    pub repool_after_check: bool,
     /// How long a server ready to be depooled waits for servers out for other reasons
     /// (seen by the pool read before each depool) before the deploy stops.
-    pub(crate) room_timeout: Duration,
+    pub room_timeout: Duration,
     /// Deadline of a copy ahead (release layout).
-    pub(crate) copy_timeout: Duration,
+    pub copy_timeout: Duration,
     /// Deadline of a release switch, or of the in-place copy.
-    pub(crate) activate_timeout: Duration,
+    pub activate_timeout: Duration,
     /// Deadline of one hook point.
-    pub(crate) hook_timeout: Duration,
+    pub hook_timeout: Duration,
 }
 
 /// `webhooks:`: each `None` when missing or empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Webhooks {
+pub struct Webhooks {
     /// Discord webhook.
-    pub(crate) discord: Option<Secret>,
+    pub discord: Option<Secret>,
     /// Slack webhook.
-    pub(crate) slack: Option<Secret>,
+    pub slack: Option<Secret>,
 }
 
 /// A checked `config.yaml`, every default filled in and every relative path resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Config {
+pub struct Config {
     /// The file it was read from.
-    pub(crate) file: PathBuf,
+    pub file: PathBuf,
     /// ssh user on servers and proxies.
-    pub(crate) deploy_user: String,
+    pub deploy_user: String,
     /// ssh private key (`None`: ssh's own defaults).
-    pub(crate) ssh_identity: Option<PathBuf>,
+    pub ssh_identity: Option<PathBuf>,
     /// ssh port (`None`: ssh's default).
-    pub(crate) ssh_port: Option<u16>,
+    pub ssh_port: Option<u16>,
     /// Extra `Key=Value` ssh options.
-    pub(crate) ssh_options: Vec<String>,
+    pub ssh_options: Vec<String>,
     /// Remote commands through `sudo -n`.
-    pub(crate) remote_sudo: bool,
+    pub remote_sudo: bool,
     /// The staging checkout on the deploy host.
-    pub(crate) staging_path: PathBuf,
+    pub staging_path: PathBuf,
     /// The deploy-wide live tree.
-    pub(crate) prod_path: PathBuf,
+    pub prod_path: PathBuf,
     /// Host header of the canary request.
-    pub(crate) canary_vhost: Option<String>,
+    pub canary_vhost: Option<String>,
     /// The human log (appended).
-    pub(crate) log_file: PathBuf,
+    pub log_file: PathBuf,
     /// Journal and lock.
-    pub(crate) state_dir: PathBuf,
+    pub state_dir: PathBuf,
     /// Journals kept in `state_dir`.
-    pub(crate) journal_keep: u32,
+    pub journal_keep: u32,
     /// The HAProxy backends the servers are in.
-    pub(crate) haproxy_backends: Vec<String>,
+    pub haproxy_backends: Vec<String>,
     /// The deploy-wide admin socket path.
-    pub(crate) haproxy_socket: PathBuf,
+    pub haproxy_socket: PathBuf,
     /// Staging's git commands run as this user (`None`: the current user).
-    pub(crate) git_user: Option<String>,
+    pub git_user: Option<String>,
     /// In place, or release directories.
-    pub(crate) layout: Layout,
+    pub layout: Layout,
     /// Releases kept per server.
-    pub(crate) keep_releases: u32,
+    pub keep_releases: u32,
     /// Folders kept once under `<prod_path>-shared` and linked into each release.
-    pub(crate) shared_dirs: Vec<String>,
+    pub shared_dirs: Vec<String>,
     /// rsync excludes.
-    pub(crate) excludes: Vec<String>,
+    pub excludes: Vec<String>,
     /// rsync `--chown` value.
-    pub(crate) chown: Option<String>,
+    pub chown: Option<String>,
     /// rsync `-z`.
-    pub(crate) compress: bool,
+    pub compress: bool,
     /// `canary:`.
-    pub(crate) canary: CanaryConfig,
+    pub canary: CanaryConfig,
     /// `rollout:`.
-    pub(crate) rollout: RolloutConfig,
+    pub rollout: RolloutConfig,
     /// The global hooks.
-    pub(crate) hooks: Hooks,
+    pub hooks: Hooks,
     /// The localisation cache rebuild (`None`: `null` in the config, so `--l10n` cannot run).
-    pub(crate) l10n_command: Option<Vec<String>>,
+    pub l10n_command: Option<Vec<String>>,
     /// `mw_servers`, in config order.
-    pub(crate) servers: Vec<ServerConfig>,
+    pub servers: Vec<ServerConfig>,
     /// `proxy_servers`, in config order.
-    pub(crate) proxies: Vec<ProxyConfig>,
+    pub proxies: Vec<ProxyConfig>,
     /// `staging:`.
-    pub(crate) staging: StagingConfig,
+    pub staging: StagingConfig,
     /// `webhooks:`.
-    pub(crate) webhooks: Webhooks,
+    pub webhooks: Webhooks,
     /// What is accepted but worth saying (`backup_path`, a release layout without
     /// `post_activate`, ...).
-    pub(crate) warnings: Vec<Diagnostic>,
+    pub warnings: Vec<Diagnostic>,
 }
 
 impl Config {
@@ -416,14 +418,15 @@ impl Config {
     /// Refused: a file that cannot be read, one writable by group or others (it decides
     /// what runs as root on every server), bad YAML, unknown keys, wrong types, and every
     /// value the checks refuse. Nothing is written anywhere.
-    pub(crate) fn load(file: &Path) -> Result<Config, Vec<Diagnostic>> {
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
         let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
-        let whole = |message: String| {
-            vec![Diagnostic {
+        let whole = |message: String| ConfigError {
+            file: file.clone(),
+            diagnostics: vec![Diagnostic {
                 file: file.clone(),
                 at: None,
                 message,
-            }]
+            }],
         };
         let meta = fs::metadata(&file).map_err(|e| {
             whole(format!(
@@ -443,29 +446,31 @@ impl Config {
 
     /// Checks `text` as the config file `file` (relative paths are resolved against its
     /// folder). The file itself is not read.
-    pub(crate) fn parse(text: &str, file: &Path) -> Result<Config, Vec<Diagnostic>> {
-        check::parse(text, file)
+    pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        check::parse(text, file).map_err(|diagnostics| ConfigError {
+            file: file.to_path_buf(),
+            diagnostics,
+        })
     }
 
     /// The server called `name`.
-    pub(crate) fn server(&self, name: &str) -> Option<&ServerConfig> {
+    pub fn server(&self, name: &str) -> Option<&ServerConfig> {
         self.servers.iter().find(|s| s.name.as_str() == name)
     }
 
     /// Every server, in config order, as the engine sees it (a deploy uses
-    /// [`DeployRequest::servers`](crate::request::DeployRequest::servers): the selection).
-    #[allow(dead_code)] // for `status`, `pool` and `check-config`, which see every server
-    pub(crate) fn servers(&self) -> Vec<Server> {
+    /// a deploy's selection).
+    pub fn servers(&self) -> Vec<Server> {
         self.servers.iter().map(ServerConfig::to_server).collect()
     }
 
     /// Staging as the engine sees it (the plan's `staging`).
-    pub(crate) fn staging_server(&self) -> Server {
+    pub fn staging_server(&self) -> Server {
         self.staging.to_server()
     }
 
     /// How servers and proxies are reached.
-    pub(crate) fn ssh_defaults(&self) -> SshDefaults {
+    pub fn ssh_defaults(&self) -> SshDefaults {
         let mut d = SshDefaults::new(self.deploy_user.clone());
         d.identity = self.ssh_identity.clone();
         d.port = self.ssh_port;
@@ -475,7 +480,7 @@ impl Config {
     }
 
     /// The canary's retries.
-    pub(crate) fn canary_policy(&self) -> CanaryPolicy {
+    pub fn canary_policy(&self) -> CanaryPolicy {
         let mut c = CanaryPolicy::default();
         c.timeout = self.canary.timeout;
         c.attempts = self.canary.attempts;
@@ -484,7 +489,7 @@ impl Config {
     }
 
     /// The error gate, if configured.
-    pub(crate) fn error_gate_policy(&self) -> Option<ErrorGatePolicy> {
+    pub fn error_gate_policy(&self) -> Option<ErrorGatePolicy> {
         self.canary
             .error_gate
             .as_ref()
@@ -492,7 +497,7 @@ impl Config {
     }
 
     /// Step deadlines: the engine's defaults, with the config's `rollout.*_timeout` keys.
-    pub(crate) fn step_timeouts(&self) -> StepTimeouts {
+    pub fn step_timeouts(&self) -> StepTimeouts {
         let mut t = StepTimeouts::default();
         // drain_timeout bounds the wait for sessions, after which the adapter still puts
         // the server in maintenance: the step's deadline leaves room for that and the
@@ -506,7 +511,7 @@ impl Config {
     }
 
     /// The rollout policy this config describes (before any flag changes it).
-    pub(crate) fn policy(&self) -> Policy {
+    pub fn policy(&self) -> Policy {
         let r = &self.rollout;
         let mut p = Policy::default();
         p.parallel = r.parallel;
@@ -524,7 +529,7 @@ impl Config {
     }
 
     /// What is accepted but worth saying, each with its place in the file.
-    pub(crate) fn warnings(&self) -> &[Diagnostic] {
+    pub fn warnings(&self) -> &[Diagnostic] {
         &self.warnings
     }
 }

@@ -20,7 +20,8 @@ fn ok(text: &str) -> Config {
     Config::parse(text, Path::new(FILE)).unwrap_or_else(|e| {
         panic!(
             "refused:\n{}",
-            e.iter()
+            e.diagnostics
+                .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join("\n")
@@ -31,7 +32,7 @@ fn ok(text: &str) -> Config {
 fn errors(text: &str) -> Vec<String> {
     match Config::parse(text, Path::new(FILE)) {
         Ok(_) => panic!("accepted:\n{text}"),
-        Err(e) => e.iter().map(ToString::to_string).collect(),
+        Err(e) => e.diagnostics.iter().map(ToString::to_string).collect(),
     }
 }
 
