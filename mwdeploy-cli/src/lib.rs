@@ -73,12 +73,12 @@ mod rollback;
 mod session;
 mod simulate;
 mod staging;
-mod tty;
-mod tui;
 mod viewer;
 mod warm;
 
 pub(crate) use mwdeploy::config;
+pub(crate) use mwdeploy_tui as tui;
+pub(crate) use mwdeploy_tui::tty;
 
 use std::ffi::OsString;
 

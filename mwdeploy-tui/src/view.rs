@@ -9,7 +9,7 @@
 use std::time::{Duration, SystemTime};
 
 use mwdeploy_core::event::PrepStatus;
-use mwdeploy_core::ServerStatus;
+use mwdeploy_core::{ServerStatus, Verdict};
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -18,6 +18,18 @@ use ratatui::Frame;
 
 use super::model::{since, state_words, Dashboard, PrepRow, ServerRow};
 use super::{Overlay, UiState, PROMPT_TIMEOUT};
+
+/// How the deploy ended, in a word or two.
+fn verdict_words(v: Verdict) -> String {
+    match v {
+        Verdict::Done => "done".to_string(),
+        Verdict::Failed => "failed".to_string(),
+        Verdict::Stopped(reason) => format!("stopped: {reason}"),
+        Verdict::Refused => "refused".to_string(),
+        Verdict::Interrupted => "interrupted".to_string(),
+        _ => format!("{v:?}"),
+    }
+}
 
 /// The tool's name in the header.
 const TOOL: &str = "mwdeploy";
@@ -377,9 +389,9 @@ fn status_line(dash: &Dashboard, ui: &UiState, width: usize, st: Styles) -> Opti
             st.dim(),
         ));
         spans.push(Span::raw(format!(
-            "   in {}, exit {}",
+            "   in {}, {}",
             short_duration(f.duration),
-            crate::exit::of(f.verdict)
+            verdict_words(f.verdict)
         )));
         return Some(Line::from(spans));
     }

@@ -1,4 +1,23 @@
-//! The live dashboard of a deploy, in the terminal.
+//! mwdeploy-tui: the live dashboard of a deploy, in the terminal (ratatui).
+//!
+//! It draws the records of a deploy's event stream (the journal's [`Record`]s, from a
+//! running engine, a journal being followed, or a simulation) and sends the operator's
+//! keys back through a [`Control`]: the `mwdeploy` command implements it for the engine's
+//! driver handle, its viewer for a deploy running in another process.
+//!
+//! ```
+//! use std::time::SystemTime;
+//! use mwdeploy_core::event::{Event, Record, Summary};
+//! use mwdeploy_core::Verdict;
+//! use mwdeploy_tui::Dashboard;
+//!
+//! // The state the screen is drawn from, folded from the records (pure: no terminal).
+//! let mut dash = Dashboard::new("d1".into(), None, vec!["mw1".into()]);
+//! let end = Event::DeployFinished { summary: Summary::default(), duration_s: 1.0, verdict: Verdict::Done };
+//! dash.apply(&Record { ts: SystemTime::now(), deploy: "d1".into(), event: end });
+//! assert_eq!(dash.finished().unwrap().verdict, Verdict::Done);
+//! // `mwdeploy_tui::run(records, &control, TuiOptions::from_env(false))` shows it live.
+//! ```
 //!
 //! ```text
 //!  engine ──Record──> records (mpsc) ──┐
@@ -28,9 +47,12 @@
 //! over) the screen stays until a key is pressed, or closes at once with `exit_when_done`,
 //! and when the deploy was interrupted (exit code 130: Ctrl+C here, SIGINT or SIGTERM).
 
+#![warn(missing_docs)]
+
 mod keys;
-pub(crate) mod model;
-pub(crate) mod terminal;
+pub mod model;
+mod terminal;
+pub mod tty;
 mod view;
 
 #[cfg(test)]
@@ -49,12 +71,12 @@ use ratatui::Terminal;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 
 pub(crate) use keys::{on_key, Command};
-pub(crate) use model::Dashboard;
+pub use model::Dashboard;
 use terminal::TerminalGuard;
 pub(crate) use view::draw;
 
 /// An open prompt unanswered this long is answered No.
-pub(crate) const PROMPT_TIMEOUT: Duration = Duration::from_secs(300);
+pub const PROMPT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// How often the screen is redrawn without news (elapsed times move).
 const TICK: Duration = Duration::from_millis(250);
@@ -64,7 +86,7 @@ const INPUT_POLL: Duration = Duration::from_millis(100);
 
 /// What the dashboard tells the running deploy; the deploy runner implements it for the
 /// engine's driver handle.
-pub(crate) trait Control: Sync {
+pub trait Control: Sync {
     /// An answer to the open prompt, a pause, a resume or a stop.
     fn decide(&self, d: Decision);
     /// A manual pool change of `server` (`depool`: out; else back in). What comes of it
@@ -77,20 +99,20 @@ pub(crate) trait Control: Sync {
 
 /// How the dashboard runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct TuiOptions {
+pub struct TuiOptions {
     /// Close as soon as the deploy ends, without waiting for a key.
-    pub(crate) exit_when_done: bool,
+    pub exit_when_done: bool,
     /// Colours (off with `NO_COLOR`).
-    pub(crate) colour: bool,
+    pub colour: bool,
     /// Watching a deploy that runs in another process (`mwdeploy` without flags): keys
     /// look (select, logs) and open the pool menu (which works when no deploy holds the
     /// lock); q, Esc, Ctrl+C or Ctrl+X close the viewer.
-    pub(crate) viewer: bool,
+    pub viewer: bool,
 }
 
 impl TuiOptions {
     /// Options with colours unless `NO_COLOR` is set to anything but the empty string.
-    pub(crate) fn from_env(exit_when_done: bool) -> Self {
+    pub fn from_env(exit_when_done: bool) -> Self {
         TuiOptions {
             exit_when_done,
             colour: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
@@ -159,7 +181,7 @@ impl UiState {
 /// Runs the dashboard until the deploy is over (the records end) and a key is pressed, or
 /// at once then with `opts.exit_when_done`. The terminal is restored before this returns,
 /// also on an error.
-pub(crate) async fn run(
+pub async fn run(
     mut records: UnboundedReceiver<Record>,
     control: &dyn Control,
     opts: TuiOptions,

@@ -18,23 +18,23 @@ static GONE: AtomicBool = AtomicBool::new(false);
 const EIO: i32 = 5;
 
 /// Notes that the terminal went away (SIGHUP, or it failed).
-pub(crate) fn hang_up() {
+pub fn hang_up() {
     GONE.store(true, Ordering::SeqCst);
 }
 
 /// Whether the terminal went away.
-pub(crate) fn is_gone() -> bool {
+pub fn is_gone() -> bool {
     GONE.load(Ordering::SeqCst)
 }
 
 /// Whether `e`, from a write to what was a terminal, says that it went away.
-pub(crate) fn is_hangup(e: &io::Error) -> bool {
+pub fn is_hangup(e: &io::Error) -> bool {
     e.raw_os_error() == Some(EIO)
 }
 
 /// Looks whether stdin is still a terminal (a hung-up one fails the test) and notes a
 /// hangup when it is not; returns whether the terminal is gone.
-pub(crate) fn check_stdin() -> bool {
+pub fn check_stdin() -> bool {
     if !is_gone() && !io::stdin().is_terminal() {
         hang_up();
     }
@@ -43,7 +43,7 @@ pub(crate) fn check_stdin() -> bool {
 
 /// A line on stderr, dropped when it cannot be written (what the crate's `eprintln!`
 /// does).
-pub(crate) fn stderr_line(args: std::fmt::Arguments<'_>) {
+pub fn stderr_line(args: std::fmt::Arguments<'_>) {
     if !is_gone() {
         let _ = writeln!(io::stderr().lock(), "{args}");
     }
@@ -52,7 +52,7 @@ pub(crate) fn stderr_line(args: std::fmt::Arguments<'_>) {
 /// A writer to the terminal that drops what it is given once the terminal went away
 /// (noting it on the first EIO), so that nothing fails or panics for want of it.
 #[derive(Debug)]
-pub(crate) struct TtyOut<W>(pub(crate) W);
+pub struct TtyOut<W>(pub W);
 
 impl<W: Write> Write for TtyOut<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {

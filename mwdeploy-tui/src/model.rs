@@ -8,16 +8,16 @@ use std::time::{Duration, SystemTime};
 use mwdeploy_core::event::{Event, PoolAction, PoolPhase, PrepStatus, Record, Summary};
 use mwdeploy_core::{Layout, ServerStatus};
 
-use crate::render::Clean;
+use mwdeploy_core::text::Clean;
 
 /// Log lines kept per server for the full-log view.
-pub(crate) const LOG_LINES: usize = 500;
+pub const LOG_LINES: usize = 500;
 
 /// Remote or operator text as a terminal would show it, without its control sequences:
 /// escape sequences (colours, cursor moves, titles) dropped, a line redrawn with `\r` (a
 /// progress meter) kept from its last redraw, tabs as spaces, any other control character
 /// as `?` ([`Clean`]).
-pub(crate) fn clean(text: &str) -> String {
+pub fn clean(text: &str) -> String {
     let text = text.trim_end_matches(['\r', '\n']);
     let text = text.rsplit('\r').find(|s| !s.is_empty()).unwrap_or("");
     let mut out = String::with_capacity(text.len());
@@ -62,69 +62,69 @@ fn skip_csi(chars: &mut impl Iterator<Item = char>) {
 
 /// One preparation step (a pull, a patch, l10n, the staging sync or canary).
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct PrepRow {
+pub struct PrepRow {
     /// The step's name as the engine gives it (`staging_canary`).
-    pub(crate) step: String,
+    pub step: String,
     /// Its latest state.
-    pub(crate) status: PrepStatus,
+    pub status: PrepStatus,
     /// When it started running (or was first seen).
-    pub(crate) started: SystemTime,
+    pub started: SystemTime,
     /// When it ended (ok, failed or warned).
-    pub(crate) ended: Option<SystemTime>,
+    pub ended: Option<SystemTime>,
     /// What was seen, cleaned.
-    pub(crate) detail: Option<String>,
+    pub detail: Option<String>,
     /// Incoming commits of a pull.
-    pub(crate) commits: usize,
+    pub commits: usize,
 }
 
 impl PrepRow {
     /// How long it took, or has been running at `now`.
-    pub(crate) fn duration(&self, now: SystemTime) -> Duration {
+    pub fn duration(&self, now: SystemTime) -> Duration {
         since(self.started, self.ended.unwrap_or(now))
     }
 }
 
 /// One line of a server's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct LogLine {
+pub struct LogLine {
     /// When it happened.
-    pub(crate) ts: SystemTime,
+    pub ts: SystemTime,
     /// The text, cleaned.
-    pub(crate) text: String,
+    pub text: String,
 }
 
 /// Why a server failed, for the failure prompt.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct FailureCause {
+pub struct FailureCause {
     /// The failing step was the canary.
-    pub(crate) canary: bool,
+    pub canary: bool,
     /// `HTTP 502`, a hook's error, the state's detail.
-    pub(crate) reason: String,
+    pub reason: String,
 }
 
 /// One server of the deploy.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct ServerRow {
+pub struct ServerRow {
     /// Its name.
-    pub(crate) name: String,
+    pub name: String,
     /// Its state.
-    pub(crate) state: ServerStatus,
+    pub state: ServerStatus,
     /// The detail of its latest state, cleaned.
-    pub(crate) detail: Option<String>,
+    pub detail: Option<String>,
     /// When its current run started (it left `pending`).
-    pub(crate) since: Option<SystemTime>,
+    pub since: Option<SystemTime>,
     /// When it reached a final state.
-    pub(crate) ended: Option<SystemTime>,
+    pub ended: Option<SystemTime>,
     /// The running step of the latest progress report (`copy`).
-    pub(crate) step: Option<String>,
+    pub step: Option<String>,
     /// Percent done of that step.
-    pub(crate) percent: Option<f32>,
+    pub percent: Option<f32>,
     /// Its rate as the tool printed it.
-    pub(crate) rate: Option<String>,
+    pub rate: Option<String>,
     /// Why its run failed, if it did.
-    pub(crate) failure: Option<FailureCause>,
+    pub failure: Option<FailureCause>,
     /// The latest lines, oldest first, at most [`LOG_LINES`].
-    pub(crate) log: VecDeque<LogLine>,
+    pub log: VecDeque<LogLine>,
 }
 
 impl ServerRow {
@@ -144,12 +144,12 @@ impl ServerRow {
     }
 
     /// How long its run has taken at `now` (frozen once it ended); `None` before it started.
-    pub(crate) fn elapsed(&self, now: SystemTime) -> Option<Duration> {
+    pub fn elapsed(&self, now: SystemTime) -> Option<Duration> {
         self.since.map(|s| since(s, self.ended.unwrap_or(now)))
     }
 
     /// The newest log line.
-    pub(crate) fn last_line(&self) -> Option<&LogLine> {
+    pub fn last_line(&self) -> Option<&LogLine> {
         self.log.back()
     }
 
@@ -163,26 +163,26 @@ impl ServerRow {
 
 /// An open question for the operator.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct OpenPrompt {
+pub struct OpenPrompt {
     /// Counts prompts: an answer names the prompt it was meant for.
-    pub(crate) seq: u64,
+    pub seq: u64,
     /// The engine's question, cleaned.
-    pub(crate) question: String,
+    pub question: String,
     /// When it was asked.
-    pub(crate) asked: SystemTime,
+    pub asked: SystemTime,
     /// The row of the server whose failure led to it, if it follows a failure.
-    pub(crate) server: Option<usize>,
+    pub server: Option<usize>,
 }
 
 /// The end of the deploy.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Finished {
+pub struct Finished {
     /// Counts by final state.
-    pub(crate) summary: Summary,
+    pub summary: Summary,
     /// How it ended.
-    pub(crate) verdict: mwdeploy_core::Verdict,
+    pub verdict: mwdeploy_core::Verdict,
     /// How long the deploy took.
-    pub(crate) duration: Duration,
+    pub duration: Duration,
 }
 
 /// A manual pool change asked from the dashboard, waiting for its result.
@@ -194,7 +194,7 @@ struct PoolRequest {
 
 /// Everything the dashboard shows, folded from the deploy's records.
 #[derive(Debug, Clone)]
-pub(crate) struct Dashboard {
+pub struct Dashboard {
     deploy_id: String,
     message: Option<String>,
     layout: Option<Layout>,
@@ -217,7 +217,7 @@ pub(crate) struct Dashboard {
 impl Dashboard {
     /// A dashboard for `servers`, all pending. `DeployStarted` fills in what is not known
     /// yet (an empty id, no message, servers not listed).
-    pub(crate) fn new(deploy_id: String, message: Option<String>, servers: Vec<String>) -> Self {
+    pub fn new(deploy_id: String, message: Option<String>, servers: Vec<String>) -> Self {
         let mut dash = Dashboard {
             deploy_id,
             message: message.map(|m| clean(&m)),
@@ -255,7 +255,7 @@ impl Dashboard {
     }
 
     /// Folds one record in. Costs O(1) per event, apart from the lists the event carries.
-    pub(crate) fn apply(&mut self, record: &Record) {
+    pub fn apply(&mut self, record: &Record) {
         let ts = record.ts;
         if self.deploy_id.is_empty() {
             self.deploy_id = clean(&record.deploy);
@@ -560,7 +560,7 @@ impl Dashboard {
     }
 
     /// Notes a manual pool change asked from the dashboard: its result becomes the notice.
-    pub(crate) fn pool_requested(&mut self, server: &str, depool: bool) {
+    pub fn pool_requested(&mut self, server: &str, depool: bool) {
         let verb = if depool { "depool" } else { "repool" };
         self.notice = Some(format!("{server}: {verb} asked…"));
         self.pool_request = Some(PoolRequest {
@@ -570,75 +570,75 @@ impl Dashboard {
     }
 
     /// Sets the notice line (what the dashboard itself did).
-    pub(crate) fn set_notice(&mut self, text: String) {
+    pub fn set_notice(&mut self, text: String) {
         self.notice = Some(text);
     }
 
     /// The deploy's id.
-    pub(crate) fn deploy_id(&self) -> &str {
+    pub fn deploy_id(&self) -> &str {
         &self.deploy_id
     }
 
     /// The operator's message.
-    pub(crate) fn message(&self) -> Option<&str> {
+    pub fn message(&self) -> Option<&str> {
         self.message.as_deref()
     }
 
     /// The preparation steps, in the order they first ran.
-    pub(crate) fn prep(&self) -> &[PrepRow] {
+    pub fn prep(&self) -> &[PrepRow] {
         &self.prep
     }
 
     /// The current stage and its number of servers.
-    pub(crate) fn stage(&self) -> Option<(u32, usize)> {
+    pub fn stage(&self) -> Option<(u32, usize)> {
         self.stage
     }
 
     /// The servers, in the deploy's order.
-    pub(crate) fn rows(&self) -> &[ServerRow] {
+    pub fn rows(&self) -> &[ServerRow] {
         &self.rows
     }
 
     /// Servers in a final state.
-    pub(crate) fn done_count(&self) -> usize {
+    pub fn done_count(&self) -> usize {
         self.finals
     }
 
     /// The open prompt.
-    pub(crate) fn prompt(&self) -> Option<&OpenPrompt> {
+    pub fn prompt(&self) -> Option<&OpenPrompt> {
         self.prompt.as_ref()
     }
 
     /// Why the deploy is stopping, once it is.
-    pub(crate) fn stopping(&self) -> Option<&str> {
+    pub fn stopping(&self) -> Option<&str> {
         self.stopping.as_deref()
     }
 
     /// The latest notice (a pool result, an answer, a warning).
-    pub(crate) fn notice(&self) -> Option<&str> {
+    pub fn notice(&self) -> Option<&str> {
         self.notice.as_deref()
     }
 
     /// Notes that no more records come (the deploy is over, with or without its last event).
-    pub(crate) fn mark_ended(&mut self) {
+    pub fn mark_ended(&mut self) {
         self.ended = true;
         self.prompt = None;
     }
 
     /// Whether the deploy is over: its last event came, or the records ended.
-    pub(crate) fn is_over(&self) -> bool {
+    pub fn is_over(&self) -> bool {
         self.ended || self.finished.is_some()
     }
 
     /// The end, once the deploy ended.
-    pub(crate) fn finished(&self) -> Option<&Finished> {
+    pub fn finished(&self) -> Option<&Finished> {
         self.finished.as_ref()
     }
 
     /// The text of the failure prompt: `Canary failed on mw2 (HTTP 502). Continue?` when it
     /// follows a server's failure, else the engine's question. The second value, in the release
     /// layout, says that the server was rolled back.
-    pub(crate) fn prompt_text(&self, p: &OpenPrompt) -> (String, Option<String>) {
+    pub fn prompt_text(&self, p: &OpenPrompt) -> (String, Option<String>) {
         let Some(row) = p.server.map(|i| &self.rows[i]) else {
             return (p.question.clone(), None);
         };
@@ -670,7 +670,7 @@ fn is_failure_question(question: &str) -> bool {
 }
 
 /// A state in words, for logs and the row's label.
-pub(crate) fn state_words(s: ServerStatus) -> &'static str {
+pub fn state_words(s: ServerStatus) -> &'static str {
     match s {
         ServerStatus::Pending => "pending",
         ServerStatus::Copying => "copying",
@@ -691,6 +691,6 @@ pub(crate) fn state_words(s: ServerStatus) -> &'static str {
 }
 
 /// `to - from`, zero if the clock went back.
-pub(crate) fn since(from: SystemTime, to: SystemTime) -> Duration {
+pub fn since(from: SystemTime, to: SystemTime) -> Duration {
     to.duration_since(from).unwrap_or_default()
 }
