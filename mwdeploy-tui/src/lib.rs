@@ -39,7 +39,7 @@
 //! - `model`: [`model::Dashboard`], the state folded from the records. Pure; times come
 //!   from the records or are passed in.
 //! - `view`: the screen drawn from the state, at any size, colours only when asked.
-//! - `keys`: a key press turned into a [`keys::Command`] for the engine.
+//! - `keys`: a key press turned into a command for the engine.
 //! - `terminal`: the terminal's modes, always given back.
 //!
 //! The dashboard never decides anything itself but the failure prompt's timeout: a prompt
