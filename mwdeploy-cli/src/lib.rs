@@ -60,14 +60,12 @@ mod deploy;
 mod dry_run;
 mod error;
 pub mod exit;
-mod log_file;
 mod ops;
 mod output;
 mod pool;
 mod pool_menu;
 mod prepare;
 mod recover;
-mod render;
 mod request;
 mod rollback;
 mod session;
@@ -79,6 +77,12 @@ mod warm;
 pub(crate) use mwdeploy::config;
 pub(crate) use mwdeploy_tui as tui;
 pub(crate) use mwdeploy_tui::tty;
+
+/// Events as lines, and the text helpers they share.
+mod render {
+    pub(crate) use mwdeploy_core::text::{count, Clean, SummaryText};
+    pub(crate) use mwdeploy_runtime::render::{JsonLines, PlainLines};
+}
 
 use std::ffi::OsString;
 

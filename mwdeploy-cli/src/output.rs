@@ -88,6 +88,7 @@ impl<W: Write> Output<W> {
     }
 
     /// The writer, flushed (tests, and the log file, read what was written).
+    #[cfg(test)]
     pub(crate) fn into_inner(self) -> io::Result<W> {
         self.inner.into_inner().map_err(|e| e.into_error())
     }
@@ -102,6 +103,20 @@ impl<W: Write> Output<W> {
             }
             Err(e) => self.error = Some(e),
         }
+    }
+}
+
+impl<W: Write> mwdeploy_runtime::render::Sink for Output<W> {
+    fn bytes(&mut self, bytes: &[u8]) {
+        Output::bytes(self, bytes);
+    }
+
+    fn fmt(&mut self, args: std::fmt::Arguments<'_>) {
+        Output::fmt(self, args);
+    }
+
+    fn fail(&mut self, e: io::Error) {
+        Output::fail(self, e);
     }
 }
 

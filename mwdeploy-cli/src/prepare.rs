@@ -28,8 +28,8 @@ use mwdeploy_core::{Event, HookPoint, Layout, ReleaseId, Server};
 use mwdeploy_runtime::driver::Subscriber;
 use mwdeploy_runtime::journal::Journal;
 
-use crate::log_file::LogFile;
 use crate::request::{DeployRequest, Versions};
+use crate::session::Log;
 use crate::staging::git::{Git, PullSpec};
 use crate::staging::patch::{self, Patched};
 
@@ -46,7 +46,7 @@ pub(crate) trait Show {
 pub(crate) struct Prep<'a> {
     pub(crate) deploy: &'a str,
     pub(crate) journal: &'a mut Journal,
-    pub(crate) log: &'a mut Option<LogFile>,
+    pub(crate) log: &'a mut Option<Log>,
     pub(crate) show: &'a mut dyn Show,
     /// Set by SIGINT or SIGTERM: no new step starts.
     pub(crate) interrupted: &'a AtomicBool,

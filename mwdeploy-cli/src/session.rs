@@ -28,12 +28,12 @@ use mwdeploy_runtime::driver::{
 };
 use mwdeploy_runtime::journal::Journal;
 use mwdeploy_runtime::lock::{DeployLock, Holder, LockError};
+use mwdeploy_runtime::log_file::LogFile;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::error::CliError;
-use crate::log_file::LogFile;
 use crate::output::Output;
 use crate::prepare::{Prep, Show};
 use crate::render::{Clean, JsonLines, PlainLines};
@@ -113,6 +113,43 @@ impl<W: Write> Show for (&mut Printer, &mut Output<W>) {
     }
 }
 
+/// The log file of a session: its first failed write is a warning on stderr.
+pub(crate) type Log = WarnOnce<LogFile>;
+
+/// Passes records on to `S` and warns on stderr about its first error (a subscriber the
+/// deploy goes on without).
+#[derive(Debug)]
+pub(crate) struct WarnOnce<S> {
+    inner: S,
+    warned: bool,
+}
+
+impl<S> WarnOnce<S> {
+    fn new(inner: S) -> Self {
+        WarnOnce {
+            inner,
+            warned: false,
+        }
+    }
+}
+
+impl<S: Subscriber> Subscriber for WarnOnce<S> {
+    fn record(&mut self, record: &Record) -> Result<(), SubscriberError> {
+        let r = self.inner.record(record);
+        if let Err(e) = &r {
+            if !self.warned {
+                self.warned = true;
+                eprintln!("mwdeploy: warning: {e}");
+            }
+        }
+        r
+    }
+
+    fn is_critical(&self) -> bool {
+        self.inner.is_critical()
+    }
+}
+
 /// Passes records on to `S`, all but the machine's `deploy_started`: the session
 /// records its own first, before the runner's own steps, so the journal starts with it.
 struct AfterStart<S>(S);
@@ -137,7 +174,7 @@ pub(crate) struct Session {
     exit_when_done: bool,
     id: String,
     journal: Journal,
-    log: Option<LogFile>,
+    log: Option<Log>,
     printer: Printer,
     output: OutputMode,
     interrupted: Arc<AtomicBool>,
@@ -160,7 +197,7 @@ impl Session {
             None
         } else {
             match LogFile::open(&config.log_file) {
-                Ok(l) => Some(l),
+                Ok(l) => Some(WarnOnce::new(l)),
                 Err(e) => {
                     eprintln!(
                         "mwdeploy: warning: cannot open the log file {}: {e}; going on without it",
@@ -390,7 +427,7 @@ impl crate::tui::Control for EngineControl {
 pub(crate) struct SessionPrep<'a> {
     id: &'a str,
     journal: &'a mut Journal,
-    log: &'a mut Option<LogFile>,
+    log: &'a mut Option<Log>,
     interrupted: &'a AtomicBool,
 }
 

@@ -371,6 +371,18 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The number the journal records for it (`deploy_finished.exit_code`: 0 done, 1
+    /// failed or stopped, 3 refused, 130 interrupted), and that its text renderings show.
+    /// It is a field of the journal's format; a program's exit status is its own to map.
+    pub fn journal_code(self) -> i32 {
+        match self {
+            Verdict::Done => 0,
+            Verdict::Failed | Verdict::Stopped(_) => 1,
+            Verdict::Refused => 3,
+            Verdict::Interrupted => 130,
+        }
+    }
+
     /// Whether the deploy did all that was asked.
     pub fn is_success(self) -> bool {
         self == Verdict::Done
@@ -386,12 +398,7 @@ mod wire_verdict {
     use super::Verdict;
 
     pub(super) fn serialize<S: Serializer>(v: &Verdict, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_i32(match v {
-            Verdict::Done => 0,
-            Verdict::Failed | Verdict::Stopped(_) => 1,
-            Verdict::Refused => 3,
-            Verdict::Interrupted => 130,
-        })
+        s.serialize_i32(v.journal_code())
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Verdict, D::Error> {

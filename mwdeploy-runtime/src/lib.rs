@@ -12,6 +12,9 @@
 //!   with deadlines, timers and decisions from a [`DriverHandle`].
 //! - [`journal`]: every event on disk, pool changes written ahead; what recovery reads.
 //! - [`lock`]: one deploy at a time per state dir (`flock`, with the holder's record).
+//! - [`log_file`]: the human log, one plain line per event an operator reads.
+//! - [`render`]: events as JSON lines (the journal's schema) or plain lines, into a
+//!   [`Sink`](render::Sink).
 //!
 //! # Example: a deploy driven on a simulated fleet
 //!
@@ -37,7 +40,10 @@
 pub mod driver;
 pub mod journal;
 pub mod lock;
+pub mod log_file;
+pub mod render;
 
 pub use driver::{Driver, DriverHandle, Ports, Subscriber, SubscriberError};
 pub use journal::{Journal, JournalError};
 pub use lock::{DeployLock, Holder, LockError};
+pub use log_file::LogFile;

@@ -1,23 +1,42 @@
 //! Events as output lines: JSON lines (`--json`, the journal's schema) and plain lines.
 //!
-//! Both renderers write into an [`Output`] and never flush: the caller flushes once at
-//! the end. They keep small caches (the timestamp of the last instant, one buffer) so
+//! Both renderers write into a [`Sink`] (a `Vec<u8>`, or the command's buffered stdout)
+//! and never flush: the caller flushes once at the end. They keep small caches (the timestamp of the last instant, one buffer) so
 //! a run of millions of events allocates almost nothing per line.
 
 use std::fmt;
-use std::io::Write;
+use std::io;
 use std::time::{Duration, SystemTime};
 
 use mwdeploy_core::event::{PoolAction, PrepStatus};
+use mwdeploy_core::text::{count, Clean, SummaryText};
 use mwdeploy_core::{Event, ServerId};
 
-use crate::output::Output;
+/// Where rendered lines go.
+pub trait Sink {
+    /// Writes `bytes` as they are.
+    fn bytes(&mut self, bytes: &[u8]);
+    /// Writes formatted text (use with `format_args!`).
+    fn fmt(&mut self, args: fmt::Arguments<'_>);
+    /// An error while preparing output (serializing, say); the default drops it.
+    fn fail(&mut self, e: io::Error) {
+        let _ = e;
+    }
+}
 
-pub(crate) use mwdeploy_core::text::{count, Clean, SummaryText};
+impl Sink for Vec<u8> {
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+
+    fn fmt(&mut self, args: fmt::Arguments<'_>) {
+        let _ = io::Write::write_fmt(self, args);
+    }
+}
 
 /// Renders events as one JSON object per line: `ts`, `deploy`, then the event's fields.
 #[derive(Debug)]
-pub(crate) struct JsonLines {
+pub struct JsonLines {
     /// The deploy id, already encoded as a JSON string.
     deploy: String,
     /// The last instant formatted, and its text: events come in bursts at one instant.
@@ -28,7 +47,7 @@ pub(crate) struct JsonLines {
 
 impl JsonLines {
     /// A renderer for the events of deploy `deploy_id`.
-    pub(crate) fn new(deploy_id: &str) -> Self {
+    pub fn new(deploy_id: &str) -> Self {
         JsonLines {
             deploy: serde_json::Value::from(deploy_id).to_string(),
             ts_at: None,
@@ -38,7 +57,7 @@ impl JsonLines {
     }
 
     /// Writes `event`, which happened at `at`, as one line.
-    pub(crate) fn event<W: Write>(&mut self, out: &mut Output<W>, event: &Event, at: SystemTime) {
+    pub fn event<S: Sink + ?Sized>(&mut self, out: &mut S, event: &Event, at: SystemTime) {
         self.buf.clear();
         // The core's events serialize as `{"event":"...",...}`: the tag comes first.
         match serde_json::to_writer(&mut self.buf, event) {
@@ -49,9 +68,9 @@ impl JsonLines {
 
     /// Writes `object` (a JSON object whose `event` field names it) as one line, with
     /// `event` right after `ts` and `deploy` whatever order the map keeps its keys in.
-    pub(crate) fn object<W: Write>(
+    pub fn object<S: Sink + ?Sized>(
         &mut self,
-        out: &mut Output<W>,
+        out: &mut S,
         mut object: serde_json::Map<String, serde_json::Value>,
         at: SystemTime,
     ) {
@@ -67,9 +86,9 @@ impl JsonLines {
     ///
     /// Splicing the bytes keeps `ts` and `deploy` first without serde_json's
     /// `preserve_order` feature, and costs no intermediate map per event.
-    fn line<W: Write>(
+    fn line<S: Sink + ?Sized>(
         &mut self,
-        out: &mut Output<W>,
+        out: &mut S,
         at: SystemTime,
         event: Option<&serde_json::Value>,
     ) {
@@ -102,11 +121,11 @@ impl JsonLines {
 /// prompts, stops, preparation steps, warnings and the end; pool commands, canary
 /// attempts, hooks and progress are left to `--json`.
 #[derive(Debug, Default)]
-pub(crate) struct PlainLines;
+pub struct PlainLines;
 
 impl PlainLines {
     /// Writes `event`, `at` after the start, if it is one an operator reads.
-    pub(crate) fn event<W: Write>(&mut self, out: &mut Output<W>, event: &Event, at: Duration) {
+    pub fn event<S: Sink + ?Sized>(&mut self, out: &mut S, event: &Event, at: Duration) {
         let t = at.as_secs_f64();
         match event {
             Event::DeployStarted {
@@ -209,7 +228,7 @@ impl PlainLines {
             } => out.fmt(format_args!(
                 "{t:>9.1}s  deploy finished: {}; exit code {}\n",
                 SummaryText(summary),
-                crate::exit::of(*verdict)
+                verdict.journal_code()
             )),
             _ => {}
         }
@@ -217,8 +236,8 @@ impl PlainLines {
 }
 
 /// `  12.3s  mw00004   canary        attempt 2 failed: ...`
-fn server_line<W: Write>(
-    out: &mut Output<W>,
+fn server_line<S: Sink + ?Sized>(
+    out: &mut S,
     t: f64,
     server: &ServerId,
     what: &str,
@@ -263,10 +282,10 @@ mod tests {
     use super::*;
     use mwdeploy_core::ServerStatus;
 
-    fn render(f: impl FnOnce(&mut Output<Vec<u8>>)) -> String {
-        let mut out = Output::new(Vec::new());
+    fn render(f: impl FnOnce(&mut Vec<u8>)) -> String {
+        let mut out = Vec::new();
         f(&mut out);
-        String::from_utf8(out.into_inner().unwrap()).unwrap()
+        String::from_utf8(out).unwrap()
     }
 
     fn server_state(detail: Option<&str>) -> Event {

@@ -4,7 +4,8 @@
 //!
 //! The text is the plain rendering of [`PlainLines`] (control characters already
 //! replaced by `?`), without its elapsed-time column. A new file is created with mode
-//! 0640. Not critical: a log that cannot be opened or written is a warning on stderr.
+//! 0640. Not critical: a write that fails is the subscriber's error, which the driver
+//! does not stop for (a runner may warn about the first one).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -13,23 +14,22 @@ use std::path::Path;
 use std::time::Duration;
 
 use mwdeploy_core::event::Record;
-use mwdeploy_runtime::driver::{Subscriber, SubscriberError};
 
-use crate::output::Output;
-use crate::render::{Clean, PlainLines};
+use mwdeploy_core::text::Clean;
+
+use crate::driver::{Subscriber, SubscriberError};
+use crate::render::PlainLines;
 
 /// The log file of one deploy.
 #[derive(Debug)]
-pub(crate) struct LogFile {
+pub struct LogFile {
     file: File,
     plain: PlainLines,
-    /// A write failed: warned once, then quiet.
-    warned: bool,
 }
 
 impl LogFile {
     /// Opens `path` for appending (0640 if it is created).
-    pub(crate) fn open(path: &Path) -> std::io::Result<LogFile> {
+    pub fn open(path: &Path) -> std::io::Result<LogFile> {
         let file = OpenOptions::new()
             .append(true)
             .create(true)
@@ -38,15 +38,13 @@ impl LogFile {
         Ok(LogFile {
             file,
             plain: PlainLines,
-            warned: false,
         })
     }
 
     /// The lines for `record` (none for events the plain output leaves out).
     fn lines(&mut self, record: &Record) -> String {
-        let mut out = Output::new(Vec::new());
-        self.plain.event(&mut out, &record.event, Duration::ZERO);
-        let text = out.into_inner().unwrap_or_default();
+        let mut text = Vec::new();
+        self.plain.event(&mut text, &record.event, Duration::ZERO);
         let text = String::from_utf8_lossy(&text);
         let ts = humantime::format_rfc3339_seconds(record.ts);
         let deploy = Clean(&record.deploy);
@@ -67,16 +65,12 @@ impl Subscriber for LogFile {
         if lines.is_empty() {
             return Ok(());
         }
-        self.file.write_all(lines.as_bytes()).map_err(|e| {
-            if !self.warned {
-                self.warned = true;
-                eprintln!("mwdeploy: warning: log_file: {e}");
-            }
-            SubscriberError {
+        self.file
+            .write_all(lines.as_bytes())
+            .map_err(|e| SubscriberError {
                 subscriber: "log_file".into(),
                 detail: e.to_string(),
-            }
-        })
+            })
     }
 }
 
