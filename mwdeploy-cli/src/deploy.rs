@@ -24,7 +24,6 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use mwdeploy_core::event::PrepStatus;
 use mwdeploy_core::ports::{PoolControl, Transfer};
 use mwdeploy_core::{Event, Layout, ReleaseId, Server};
 use mwdeploy_exec::Hosts;
@@ -35,10 +34,12 @@ use crate::adapters::{canary, hooks, notifier, reachable_haproxy, rsync_config, 
 use crate::error::CliError;
 use crate::exit;
 use crate::output::Output;
-use crate::prepare::{self, Prep, Stopped};
+use crate::prepare::{self, Stopped};
 use crate::request::{DeployRequest, SyncScope};
+use crate::session::Prep;
 use crate::session::{new_id, take_lock, Session};
 use crate::warm::WarmAhead;
+use mwdeploy_mediawiki::Steps;
 
 /// Runs the deploy `req` asks for; returns the exit code (0, 1, 3 or 130).
 pub(crate) fn run<W: Write>(req: &DeployRequest, out: &mut Output<W>) -> Result<i32, CliError> {
@@ -134,7 +135,7 @@ async fn deploy<W: Write>(
                     eprintln!("mwdeploy: interrupted before any production server was touched");
                     exit::INTERRUPTED
                 }
-                Stopped::Failed(e) => {
+                e @ Stopped::Failed { .. } => {
                     eprintln!("mwdeploy: refused: staging: {e}; no production server was touched");
                     exit::REFUSED
                 }
@@ -199,18 +200,22 @@ async fn prepare_staging(
     let config = &req.config;
     let mut info = DeployInfo::new(plan.deploy_id.clone());
     let versions = if req.work.uses_versions() {
-        match prepare::versions(req) {
+        match prepare::versions(&config.staging_path, &req.versions) {
             Ok(v) => v,
-            Err(e) => {
-                prep.step("versions", PrepStatus::Failed, Some(e.clone()), Vec::new());
-                return Err(Stopped::Failed(e));
-            }
+            Err(e) => return Err(prep.fail_step("versions", e)),
         }
     } else {
         Vec::new()
     };
     if !req.work.rsync && !req.work.provision {
-        let pulled = prepare::checkout(prep, req, &versions).await?;
+        let patch_dir = config.staging.prod_path.join(prepare::PATCH_DIR);
+        let at = prepare::Checkout {
+            staging_path: &config.staging_path,
+            git_user: config.git_user.as_deref(),
+            patch_dir: &patch_dir,
+            work: &req.work,
+        };
+        let pulled = prepare::checkout(prep, at, &versions).await?;
         for (repo, commit) in pulled.commits {
             info = info.commit(repo, commit);
         }
@@ -222,7 +227,7 @@ async fn prepare_staging(
                 .iter()
                 .map(|p| TreePath::new(&p.to_string_lossy()))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| Stopped::Failed(format!("sync scope: {e}")))?,
+                .map_err(|e| Stopped::failed("sync scope", e.to_string()))?,
         ),
     };
     // A targeted copy builds on the live release: staging's own, and the fleet's latest.
@@ -231,7 +236,7 @@ async fn prepare_staging(
         Some(paths) => TransferScope::subtrees(paths.clone(), base),
     };
     let probe = RsyncTransfer::new(rsync.clone(), hosts.clone(), info.clone())
-        .map_err(|e| Stopped::Failed(format!("rsync: {e}")))?;
+        .map_err(|e| Stopped::failed("rsync", e.to_string()))?;
     let releases = config.layout == Layout::Releases && subtrees.is_some();
     let mut staged = None;
     if let Some(staging) = staging {

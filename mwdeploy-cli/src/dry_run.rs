@@ -25,8 +25,8 @@ use crate::exit;
 use crate::output::Output;
 use crate::render::{count, Clean};
 use crate::request::{DeployRequest, OutputMode, SyncScope, Versions};
-use crate::staging::git::{Git, PullSpec};
-use crate::staging::patch;
+use mwdeploy_mediawiki::git::{Git, PullSpec};
+use mwdeploy_mediawiki::patch;
 
 /// Prints `req` (plain text, or one JSON object under `--json`); returns the exit code.
 pub(crate) fn run<W: Write>(req: &DeployRequest, out: &mut Output<W>) -> Result<i32, CliError> {
@@ -345,7 +345,7 @@ fn prep_steps(req: &DeployRequest) -> Vec<String> {
     let git = Git::new(c.git_user.clone());
     let versions = version_keys(&req.versions);
     if !w.rsync {
-        for t in crate::prepare::pull_targets(req, &versions) {
+        for t in crate::prepare::pull_targets(&req.config.staging_path, &req.work, &versions) {
             let checkout = if t.rel.as_os_str().is_empty() {
                 t.root.clone()
             } else {

@@ -64,17 +64,16 @@ mod ops;
 mod output;
 mod pool;
 mod pool_menu;
-mod prepare;
 mod recover;
 mod request;
 mod rollback;
 mod session;
 mod simulate;
-mod staging;
 mod viewer;
 mod warm;
 
 pub(crate) use mwdeploy::config;
+pub(crate) use mwdeploy_mediawiki::steps as prepare;
 pub(crate) use mwdeploy_tui as tui;
 pub(crate) use mwdeploy_tui::tty;
 

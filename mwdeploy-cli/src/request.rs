@@ -11,7 +11,7 @@
 //! Every refusal here is a usage or config error (exit 2) and nothing has been touched.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::SystemTime;
 
 use mwdeploy_core::model::validate_name;
@@ -24,102 +24,10 @@ use crate::dry_run;
 use crate::error::CliError;
 use crate::output::Output;
 
+pub(crate) use mwdeploy_mediawiki::{SyncScope, Versions, Work};
+
 /// The longest name accepted.
 const NAME_MAX: usize = 253;
-
-/// What the staging checkout gets before the sync: the old tool's pull flags.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Work {
-    /// `--core`: pull the root repository of `staging_path`; the whole tree is synced.
-    pub(crate) core: bool,
-    /// `--mediawiki`: pull `versions/<v>` of each selected version.
-    pub(crate) mediawiki: bool,
-    /// `--extension`: pull `versions/<v>/extensions/NAME`.
-    pub(crate) extensions: Vec<String>,
-    /// `--skin`: pull `versions/<v>/skins/NAME`.
-    pub(crate) skins: Vec<String>,
-    /// `--config`: pull `staging_path/config`.
-    pub(crate) config: bool,
-    /// `--patch`: patch files (in `<prod_path>/scripts/extensions/patches/` on the deploy
-    /// host), applied in order.
-    pub(crate) patches: Vec<String>,
-    /// `--patch-target`: the folder under `versions/<v>/` they apply to.
-    pub(crate) patch_target: Option<String>,
-    /// `--rsync`: no pulls; the whole tree is synced.
-    pub(crate) rsync: bool,
-    /// `--provision`: the deploy host's live tree is pushed as it is; no staging steps.
-    pub(crate) provision: bool,
-    /// `--l10n`: rebuild the localisation cache on staging and each server.
-    pub(crate) l10n: bool,
-}
-
-/// What the sync copies, relative to the tree's top.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum SyncScope {
-    /// The whole tree.
-    Whole,
-    /// Only these folders (a targeted deploy).
-    Paths(Vec<PathBuf>),
-}
-
-impl Work {
-    /// Whether any version directory is involved (so `--versions` matters).
-    pub(crate) fn uses_versions(&self) -> bool {
-        !self.rsync
-            && !self.provision
-            && (self.mediawiki
-                || !self.extensions.is_empty()
-                || !self.skins.is_empty()
-                || !self.patches.is_empty())
-    }
-
-    /// What the sync copies once `versions` (the selected version directories) are
-    /// known: as the old tool, `--rsync`, `--core` and `--provision` sync the whole tree;
-    /// `--config`, `--mediawiki`, `--extension` and `--skin` only what they pulled, and
-    /// patches their target.
-    pub(crate) fn sync_scope(&self, versions: &[String]) -> SyncScope {
-        if self.rsync || self.core || self.provision {
-            return SyncScope::Whole;
-        }
-        let mut paths = Vec::new();
-        if self.config {
-            paths.push(PathBuf::from("config"));
-        }
-        for v in versions {
-            let vp = Path::new("versions").join(v);
-            if self.mediawiki {
-                paths.push(vp);
-                continue;
-            }
-            for e in &self.extensions {
-                paths.push(vp.join("extensions").join(e));
-            }
-            for s in &self.skins {
-                paths.push(vp.join("skins").join(s));
-            }
-            if let (false, Some(t)) = (self.patches.is_empty(), &self.patch_target) {
-                let target = vp.join(t);
-                if !paths.iter().any(|p| target.starts_with(p)) {
-                    paths.push(target);
-                }
-            }
-        }
-        if paths.is_empty() {
-            SyncScope::Whole
-        } else {
-            SyncScope::Paths(paths)
-        }
-    }
-}
-
-/// `--versions`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Versions {
-    /// Every directory under `staging_path/versions/` (the default).
-    All,
-    /// These, in the order given.
-    Only(Vec<String>),
-}
 
 /// How the deploy is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -554,6 +462,8 @@ pub(crate) fn operator() -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     fn work() -> Work {

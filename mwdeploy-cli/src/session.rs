@@ -35,7 +35,6 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::error::CliError;
 use crate::output::Output;
-use crate::prepare::{Prep, Show};
 use crate::render::{Clean, JsonLines, PlainLines};
 use crate::request::OutputMode;
 
@@ -110,6 +109,51 @@ impl Printer {
 impl<W: Write> Show for (&mut Printer, &mut Output<W>) {
     fn show(&mut self, record: &Record) {
         self.0.show(self.1, record);
+    }
+}
+
+/// Shows a record on stdout (plain or JSON lines).
+pub(crate) trait Show {
+    /// Shows `record`.
+    fn show(&mut self, record: &Record);
+}
+
+/// Records the steps of the preparation: journal, log file and output.
+pub(crate) struct Prep<'a> {
+    pub(crate) deploy: &'a str,
+    pub(crate) journal: &'a mut Journal,
+    pub(crate) log: &'a mut Option<Log>,
+    pub(crate) show: &'a mut dyn Show,
+    /// Set by SIGINT or SIGTERM: no new step starts.
+    pub(crate) interrupted: &'a AtomicBool,
+}
+
+impl Prep<'_> {
+    /// Records `event`.
+    pub(crate) fn record(&mut self, event: Event) {
+        let record = Record {
+            ts: SystemTime::now(),
+            deploy: self.deploy.to_string(),
+            event,
+        };
+        if let Err(e) = self.journal.append(&record) {
+            eprintln!("mwdeploy: journal: {e}");
+        }
+        if let Some(log) = self.log.as_mut() {
+            // Not critical; the log file warns once itself.
+            let _ = log.record(&record);
+        }
+        self.show.show(&record);
+    }
+}
+
+impl mwdeploy_mediawiki::Steps for Prep<'_> {
+    fn record(&mut self, event: Event) {
+        Prep::record(self, event);
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::{Component, Path, PathBuf};
 
 use mwdeploy_exec::{Cmd, Output};
 
-use super::{run_local, sudo_prefix, utf8, StagingError};
+use crate::error::{run_local, sudo_prefix, utf8, StagingError};
 
 /// Incoming commits kept in [`Pulled::commits`]; beyond it, one "… and N more" entry.
 const MAX_COMMITS: usize = 200;
@@ -19,7 +19,7 @@ const LOG_FORMAT: &str = "--format=%h %s";
 
 /// Runs git, as `user` through `sudo -n -u` when set, never waiting on a prompt.
 #[derive(Debug, Clone)]
-pub(crate) struct Git {
+pub struct Git {
     /// Who runs git (`git_user`); none: the deploy's own user.
     user: Option<String>,
     /// `NAME=VALUE` pairs put in git's environment through `env`.
@@ -28,32 +28,32 @@ pub(crate) struct Git {
 
 /// What to pull: a checkout, and within it the one submodule to update (none: all of them).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct PullSpec {
+pub struct PullSpec {
     /// The git work tree that is fetched and fast-forwarded.
-    pub(crate) checkout: PathBuf,
+    pub checkout: PathBuf,
     /// The submodule (relative to `checkout`) to update after it; none: every submodule.
-    pub(crate) submodule: Option<PathBuf>,
+    pub submodule: Option<PathBuf>,
 }
 
 /// What a pull did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Pulled {
+pub struct Pulled {
     /// The checkout that was fast-forwarded.
-    pub(crate) checkout: PathBuf,
+    pub checkout: PathBuf,
     /// Its upstream branch (`origin/master`).
-    pub(crate) upstream: String,
+    pub upstream: String,
     /// HEAD before (full hash).
-    pub(crate) before: String,
+    pub before: String,
     /// HEAD after (full hash; the same as `before` when nothing came in).
-    pub(crate) after: String,
+    pub after: String,
     /// The incoming commits, `<short hash> <subject>`, oldest first; at most 200 and then
     /// one `… and N more`.
-    pub(crate) commits: Vec<String>,
+    pub commits: Vec<String>,
 }
 
 impl Git {
     /// Runs git as `user` (through `sudo -n -u <user> --`) when given, else as this process.
-    pub(crate) fn new(user: Option<String>) -> Self {
+    pub fn new(user: Option<String>) -> Self {
         Git {
             user,
             env: vec!["GIT_TERMINAL_PROMPT=0".into()],
@@ -68,7 +68,7 @@ impl Git {
     }
 
     /// `[sudo -n -u <user> --] env GIT_TERMINAL_PROMPT=0 git -C <dir> <args...>`.
-    pub(crate) fn cmd(&self, dir: &Path, args: &[&str]) -> Cmd {
+    pub fn cmd(&self, dir: &Path, args: &[&str]) -> Cmd {
         let mut argv = sudo_prefix(self.user.as_deref());
         argv.push("env".into());
         argv.extend(self.env.iter().cloned());
@@ -82,7 +82,7 @@ impl Git {
     }
 
     /// The commands [`Git::pull`] runs for `spec`, in order (for `--dry-run`).
-    pub(crate) fn pull_commands(&self, spec: &PullSpec) -> Vec<Cmd> {
+    pub fn pull_commands(&self, spec: &PullSpec) -> Vec<Cmd> {
         let dir = &spec.checkout;
         vec![
             self.cmd(dir, &UPSTREAM),
@@ -130,7 +130,7 @@ impl Git {
     ///
     /// A gitlink of `root` (a submodule) is `{root, Some(rel)}`; a directory that is its
     /// own git work tree is `{root/rel, None}`; anything else is an error.
-    pub(crate) async fn resolve(&self, root: &Path, rel: &Path) -> Result<PullSpec, StagingError> {
+    pub async fn resolve(&self, root: &Path, rel: &Path) -> Result<PullSpec, StagingError> {
         utf8(root)?;
         utf8(rel)?;
         is_dir(root)?;
@@ -209,7 +209,7 @@ impl Git {
     /// A checkout that cannot fast-forward (local commits diverge, or uncommitted changes
     /// conflict with what comes in) is an error and is left exactly as it was. Uncommitted
     /// changes that do not conflict stay.
-    pub(crate) async fn pull(&self, spec: &PullSpec) -> Result<Pulled, StagingError> {
+    pub async fn pull(&self, spec: &PullSpec) -> Result<Pulled, StagingError> {
         let dir = spec.checkout.as_path();
         utf8(dir)?;
         if let Some(s) = &spec.submodule {
@@ -332,7 +332,7 @@ fn is_dir(dir: &Path) -> Result<(), StagingError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::staging::testutil::{need, TempDir};
+    use crate::error::testutil::{need, TempDir};
 
     /// Runs a test's own git (commits, clones) in `dir`; panics unless it succeeds.
     fn git(dir: &Path, args: &[&str]) -> String {

@@ -1,32 +1,4 @@
-//! The staging checkout's operations before a deploy: pulling git checkouts in
-//! `staging_path` and applying patch files to it.
-//!
-//! ```text
-//!  --core / --mediawiki / --extension NAME / --skin NAME / --config
-//!     │  (root, rel) in staging_path
-//!     ▼
-//!  git::Git::resolve ──> PullSpec { checkout, submodule }
-//!     │                    own clone: { root/rel, None }
-//!     │                    gitlink:   { root, Some(rel) }  (pull the parent, then the submodule)
-//!     ▼
-//!  git::Git::pull: upstream (@{u}) ─> fetch ─> HEAD..@{u} ─> merge --ff-only ─> submodule update
-//!     │
-//!     ▼
-//!  Pulled { checkout, upstream, before, after, commits }  ──> journal and output
-//!
-//!  --patch P --patch-target T
-//!     ▼
-//!  patch::apply: dry run forward ─ok─> apply ──> Patched::Applied
-//!                   └─fails─> dry run reversed ─ok─> Patched::AlreadyApplied (never reversed)
-//!                                └─fails─> StagingError::PatchDoesNotApply
-//! ```
-//!
-//! Nothing here ever resets, reverses or discards local work: a checkout that cannot
-//! fast-forward, or a patch that does not apply, is an error and the tree is left as it was.
-//! Commands are argv (never shell strings), run as `git_user` through `sudo -n -u` when set.
-
-pub(crate) mod git;
-pub(crate) mod patch;
+//! Why a staging operation failed.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -36,7 +8,7 @@ use mwdeploy_exec::{Cmd, ExecError, Output};
 /// Why a staging operation failed. Each names the path, and the command and its last
 /// words when one ran.
 #[derive(Debug)]
-pub(crate) enum StagingError {
+pub enum StagingError {
     /// A path that cannot be used as asked (missing, of the wrong kind, not UTF-8).
     Path {
         /// The path.
@@ -114,7 +86,7 @@ pub(crate) enum StagingError {
 
 impl StagingError {
     /// A [`StagingError::Failed`] for `cmd` that ended with `out`.
-    fn failed(path: &Path, what: &'static str, cmd: &Cmd, out: &Output) -> Self {
+    pub(crate) fn failed(path: &Path, what: &'static str, cmd: &Cmd, out: &Output) -> Self {
         StagingError::Failed {
             path: path.to_path_buf(),
             what,
@@ -212,7 +184,7 @@ impl std::error::Error for StagingError {
 }
 
 /// `path` as text, or an error: paths reach git and patch as UTF-8 arguments.
-fn utf8(path: &Path) -> Result<&str, StagingError> {
+pub(crate) fn utf8(path: &Path) -> Result<&str, StagingError> {
     path.to_str().ok_or_else(|| StagingError::Path {
         path: path.to_path_buf(),
         problem: "the path is not UTF-8".into(),
@@ -220,7 +192,7 @@ fn utf8(path: &Path) -> Result<&str, StagingError> {
 }
 
 /// `sudo -n -u <user> --` when a user is given, else nothing: the front of an argv.
-fn sudo_prefix(user: Option<&str>) -> Vec<String> {
+pub(crate) fn sudo_prefix(user: Option<&str>) -> Vec<String> {
     match user {
         Some(u) => ["sudo", "-n", "-u", u, "--"].map(String::from).to_vec(),
         None => Vec::new(),
@@ -228,7 +200,7 @@ fn sudo_prefix(user: Option<&str>) -> Vec<String> {
 }
 
 /// Runs `cmd` here; a command that cannot start is an error naming `path`.
-async fn run_local(path: &Path, cmd: &Cmd) -> Result<Output, StagingError> {
+pub(crate) async fn run_local(path: &Path, cmd: &Cmd) -> Result<Output, StagingError> {
     use mwdeploy_exec::{CommandRunner, LocalRunner};
     LocalRunner::new()
         .run(cmd, &mut |_, _| {})

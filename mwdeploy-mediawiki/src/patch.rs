@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 
 use mwdeploy_exec::Cmd;
 
-use super::{run_local, sudo_prefix, utf8, StagingError};
+use crate::error::{run_local, sudo_prefix, utf8, StagingError};
 
 /// What [`apply`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Patched {
+pub enum Patched {
     /// The patch was applied.
     Applied,
     /// The patch was already applied; nothing was changed.
@@ -55,7 +55,7 @@ fn absolute(p: &Path) -> PathBuf {
 /// The commands [`apply`] may run, in order (for `--dry-run`): the forward dry run, the
 /// patch itself, and the reverse dry run that tells an already applied patch (run only
 /// when the forward dry run fails).
-pub(crate) fn apply_commands(file: &Path, target: &Path, user: Option<&str>) -> Vec<Cmd> {
+pub fn apply_commands(file: &Path, target: &Path, user: Option<&str>) -> Vec<Cmd> {
     let (file, target) = (absolute(file), absolute(target));
     [&CHECK[..], &APPLY[..], &APPLIED[..]]
         .into_iter()
@@ -67,7 +67,7 @@ pub(crate) fn apply_commands(file: &Path, target: &Path, user: Option<&str>) -> 
 ///
 /// A patch that applies cleanly is applied; one that is already applied is reported and
 /// left alone; anything else is an error and nothing is changed.
-pub(crate) async fn apply(
+pub async fn apply(
     file: &Path,
     target: &Path,
     user: Option<&str>,
@@ -125,7 +125,7 @@ fn path_error(path: &Path, problem: &str) -> StagingError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::staging::testutil::{need, TempDir};
+    use crate::error::testutil::{need, TempDir};
 
     const PATCH: &str = "\
 --- a/includes/Foo.php

@@ -14,73 +14,35 @@
 //! ```
 //!
 //! The staging canary follows, run by the engine. A failing step stops the deploy before
-//! any production server (exit 3).
+//! any production server is touched.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::SystemTime;
 
-use mwdeploy_core::event::{PrepStatus, Record};
+use mwdeploy_core::event::PrepStatus;
 use mwdeploy_core::model::validate_name;
 use mwdeploy_core::ports::{Hook, Progress, Transfer};
+use mwdeploy_core::text::count;
 use mwdeploy_core::{Event, HookPoint, Layout, ReleaseId, Server};
-use mwdeploy_runtime::driver::Subscriber;
-use mwdeploy_runtime::journal::Journal;
 
-use crate::request::{DeployRequest, Versions};
-use crate::session::Log;
-use crate::staging::git::{Git, PullSpec};
-use crate::staging::patch::{self, Patched};
+use crate::git::{Git, PullSpec};
+use crate::patch::{self, Patched};
+use crate::work::{Versions, Work};
 
 /// Where `--patch` files are read from, under staging's live tree.
-pub(crate) const PATCH_DIR: &str = "scripts/extensions/patches";
+pub const PATCH_DIR: &str = "scripts/extensions/patches";
 
-/// Shows a record on stdout (plain or JSON lines).
-pub(crate) trait Show {
-    /// Shows `record`.
-    fn show(&mut self, record: &Record);
-}
+/// Records the steps of the preparation (the journal, the log file, the output: the
+/// runner decides), and says whether to stop between steps.
+pub trait Steps {
+    /// Records `event` (a `prep_step`).
+    fn record(&mut self, event: Event);
 
-/// Records the steps of the preparation: journal, log file and output.
-pub(crate) struct Prep<'a> {
-    pub(crate) deploy: &'a str,
-    pub(crate) journal: &'a mut Journal,
-    pub(crate) log: &'a mut Option<Log>,
-    pub(crate) show: &'a mut dyn Show,
-    /// Set by SIGINT or SIGTERM: no new step starts.
-    pub(crate) interrupted: &'a AtomicBool,
-}
-
-/// Why the preparation stopped.
-#[derive(Debug)]
-pub(crate) enum Stopped {
-    /// A step failed: the message says which and why.
-    Failed(String),
-    /// SIGINT or SIGTERM between steps.
-    Interrupted,
-}
-
-impl Prep<'_> {
-    /// Records `event`.
-    pub(crate) fn record(&mut self, event: Event) {
-        let record = Record {
-            ts: SystemTime::now(),
-            deploy: self.deploy.to_string(),
-            event,
-        };
-        if let Err(e) = self.journal.append(&record) {
-            eprintln!("mwdeploy: journal: {e}");
-        }
-        if let Some(log) = self.log.as_mut() {
-            // Not critical; the log file warns once itself.
-            let _ = log.record(&record);
-        }
-        self.show.show(&record);
-    }
+    /// Whether SIGINT or SIGTERM came: no new step starts.
+    fn interrupted(&self) -> bool;
 
     /// Records one state of a step.
-    pub(crate) fn step(
+    fn step(
         &mut self,
         step: &str,
         status: PrepStatus,
@@ -97,7 +59,7 @@ impl Prep<'_> {
 
     /// Starts step `step`, unless an interrupt came.
     fn start(&mut self, step: &str) -> Result<(), Stopped> {
-        if self.interrupted.load(Ordering::SeqCst) {
+        if self.interrupted() {
             self.step(
                 step,
                 PrepStatus::Failed,
@@ -111,27 +73,66 @@ impl Prep<'_> {
     }
 
     /// Records `step` as failed with `detail`.
-    pub(crate) fn fail_step(&mut self, step: &str, detail: String) -> Stopped {
+    fn fail_step(&mut self, step: &str, detail: String) -> Stopped {
         self.step(step, PrepStatus::Failed, Some(detail.clone()), Vec::new());
-        Stopped::Failed(format!("{step}: {detail}"))
+        Stopped::failed(step, detail)
     }
+}
+
+/// Why the preparation stopped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Stopped {
+    /// A step failed.
+    #[error("{step}: {detail}")]
+    Failed {
+        /// The step (`pull config`, `staging_sync`, `l10n`).
+        step: String,
+        /// Why.
+        detail: String,
+    },
+    /// SIGINT or SIGTERM between steps.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl Stopped {
+    /// Step `step` failed for `detail`.
+    pub fn failed(step: &str, detail: impl Into<String>) -> Self {
+        Stopped::Failed {
+            step: step.to_string(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Where the staging checkout is and how its pulls and patches run.
+#[derive(Debug, Clone, Copy)]
+pub struct Checkout<'a> {
+    /// `staging_path`.
+    pub staging_path: &'a Path,
+    /// `git_user`: pulls and patches run as this user (`sudo -n -u`).
+    pub git_user: Option<&'a str>,
+    /// Where `--patch` files are read from ([`PATCH_DIR`] under staging's live tree).
+    pub patch_dir: &'a Path,
+    /// What to pull and patch.
+    pub work: &'a Work,
 }
 
 /// A pull to do: a label for the output and where.
 #[derive(Debug, Clone)]
-pub(crate) struct PullTarget {
+pub struct PullTarget {
     /// `pull config`, `pull versions/1.45/extensions/Echo`.
-    pub(crate) step: String,
+    pub step: String,
     /// The repository the path is in.
-    pub(crate) root: PathBuf,
+    pub root: PathBuf,
     /// The path under `root` (empty: the root itself).
-    pub(crate) rel: PathBuf,
+    pub rel: PathBuf,
 }
 
 /// The version directories under `staging_path/versions/`: those named, or every one.
-pub(crate) fn versions(req: &DeployRequest) -> Result<Vec<String>, String> {
-    let dir = req.config.staging_path.join("versions");
-    match &req.versions {
+pub fn versions(staging_path: &Path, versions: &Versions) -> Result<Vec<String>, String> {
+    let dir = staging_path.join("versions");
+    match versions {
         Versions::Only(list) => {
             for v in list {
                 if !dir.join(v).is_dir() {
@@ -164,14 +165,13 @@ pub(crate) fn versions(req: &DeployRequest) -> Result<Vec<String>, String> {
 }
 
 /// Every pull the flags ask for, in order: core, config, versions, extensions, skins.
-pub(crate) fn pull_targets(req: &DeployRequest, versions: &[String]) -> Vec<PullTarget> {
-    let w = &req.work;
-    let staging = &req.config.staging_path;
+pub fn pull_targets(staging: &Path, w: &Work, versions: &[String]) -> Vec<PullTarget> {
+    let staging = staging.to_path_buf();
     let mut out = Vec::new();
     let mut add = |root: PathBuf, rel: PathBuf| {
         let shown = root
             .join(&rel)
-            .strip_prefix(staging)
+            .strip_prefix(&staging)
             .map(|p| p.display().to_string())
             .unwrap_or_default();
         let step = if shown.is_empty() {
@@ -205,21 +205,21 @@ pub(crate) fn pull_targets(req: &DeployRequest, versions: &[String]) -> Vec<Pull
 /// What the pulls left: the commits now checked out, per repository path in staging
 /// (for the release manifests).
 #[derive(Debug, Default)]
-pub(crate) struct Pulled {
+pub struct Pulled {
     /// Repository path in staging (`.`, `versions/1.45`) to its commit.
-    pub(crate) commits: Vec<(String, String)>,
+    pub commits: Vec<(String, String)>,
 }
 
 /// The pulls and patches on the staging checkout.
-pub(crate) async fn checkout(
-    prep: &mut Prep<'_>,
-    req: &DeployRequest,
+pub async fn checkout(
+    prep: &mut dyn Steps,
+    at: Checkout<'_>,
     versions: &[String],
 ) -> Result<Pulled, Stopped> {
-    let git = Git::new(req.config.git_user.clone());
+    let git = Git::new(at.git_user.map(str::to_string));
     let mut pulled = Pulled::default();
     let mut done: BTreeSet<(PathBuf, Option<PathBuf>)> = BTreeSet::new();
-    for t in pull_targets(req, versions) {
+    for t in pull_targets(at.staging_path, at.work, versions) {
         prep.start(&t.step)?;
         let spec: PullSpec = match git.resolve(&t.root, &t.rel).await {
             Ok(s) => s,
@@ -243,7 +243,7 @@ pub(crate) async fn checkout(
                 } else {
                     format!(
                         "{} from {}: {}..{}",
-                        crate::render::count(p.commits.len(), "incoming commit"),
+                        count(p.commits.len(), "incoming commit"),
                         p.upstream,
                         short(&p.before),
                         short(&p.after)
@@ -251,7 +251,7 @@ pub(crate) async fn checkout(
                 };
                 let repo = p
                     .checkout
-                    .strip_prefix(&req.config.staging_path)
+                    .strip_prefix(at.staging_path)
                     .map(|r| {
                         if r.as_os_str().is_empty() {
                             ".".to_string()
@@ -267,19 +267,14 @@ pub(crate) async fn checkout(
         }
     }
 
-    if let Some(target) = &req.work.patch_target {
-        let dir = req.config.staging.prod_path.join(PATCH_DIR);
-        for p in &req.work.patches {
+    if let Some(target) = &at.work.patch_target {
+        let dir = at.patch_dir;
+        for p in &at.work.patches {
             for v in versions {
                 let step = format!("patch {p} ({v})");
                 prep.start(&step)?;
-                let into = req
-                    .config
-                    .staging_path
-                    .join("versions")
-                    .join(v)
-                    .join(target);
-                match patch::apply(&dir.join(p), &into, req.config.git_user.as_deref()).await {
+                let into = at.staging_path.join("versions").join(v).join(target);
+                match patch::apply(&dir.join(p), &into, at.git_user).await {
                     Ok(Patched::Applied) => prep.step(
                         &step,
                         PrepStatus::Ok,
@@ -311,8 +306,8 @@ fn short(id: &str) -> &str {
 /// Syncs `staging_path` into staging's live tree with `transfer`, runs staging's
 /// `post_copy` hooks and (with `--l10n`) `l10n` at its point, and `post_activate`. The
 /// engine then runs staging's canary.
-pub(crate) async fn sync_staging(
-    prep: &mut Prep<'_>,
+pub async fn sync_staging(
+    prep: &mut dyn Steps,
     transfer: &dyn Transfer,
     hooks: &dyn Hook,
     l10n: Option<&dyn Hook>,
@@ -359,7 +354,7 @@ pub(crate) async fn sync_staging(
 
 /// `l10n_command` on staging, as its own step; `l10n` holds it at `point`.
 async fn step_l10n(
-    prep: &mut Prep<'_>,
+    prep: &mut dyn Steps,
     l10n: &dyn Hook,
     point: HookPoint,
     staging: &Server,
@@ -378,7 +373,7 @@ async fn step_l10n(
 
 /// Where `--l10n` runs in `layout`: on the new release before it goes live (release
 /// layout), or after the copy into the live tree (in place, as the old tool).
-pub(crate) fn l10n_point(layout: Layout) -> HookPoint {
+pub fn l10n_point(layout: Layout) -> HookPoint {
     match layout {
         Layout::Releases => HookPoint::PostCopy,
         Layout::Inplace => HookPoint::PostActivate,
@@ -387,7 +382,7 @@ pub(crate) fn l10n_point(layout: Layout) -> HookPoint {
 
 /// `l10n_command` for `layout`: in the release layout `{prod_path}` is the new release's
 /// folder (the live tree is still the old release while it runs).
-pub(crate) fn l10n_argv(command: &[String], layout: Layout) -> Vec<String> {
+pub fn l10n_argv(command: &[String], layout: Layout) -> Vec<String> {
     match layout {
         Layout::Releases => command
             .iter()
