@@ -27,7 +27,9 @@ use std::sync::Arc;
 use mwdeploy_core::ports::{PoolControl, Transfer};
 use mwdeploy_core::{Event, Layout, ReleaseId, Server};
 use mwdeploy_exec::Hosts;
-use mwdeploy_rsync::{DeployInfo, RsyncConfig, RsyncTransfer, Scope as TransferScope, TreePath};
+use mwdeploy_rsync::{
+    DeployInfo, RsyncConfig, RsyncTransfer, Scope as TransferScope, TreePath, WarmAhead,
+};
 use mwdeploy_runtime::driver::Ports;
 
 use crate::adapters::{canary, hooks, notifier, reachable_haproxy, rsync_config, NoPool};
@@ -38,7 +40,6 @@ use crate::prepare::{self, Stopped};
 use crate::request::{DeployRequest, SyncScope};
 use crate::session::Prep;
 use crate::session::{new_id, take_lock, Session};
-use crate::warm::WarmAhead;
 use mwdeploy_mediawiki::Steps;
 
 /// Runs the deploy `req` asks for; returns the exit code (0, 1, 3 or 130).

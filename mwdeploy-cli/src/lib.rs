@@ -70,7 +70,6 @@ mod rollback;
 mod session;
 mod simulate;
 mod viewer;
-mod warm;
 
 pub(crate) use mwdeploy::config;
 pub(crate) use mwdeploy_mediawiki::steps as prepare;

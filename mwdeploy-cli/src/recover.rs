@@ -27,12 +27,13 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use mwdeploy_core::event::{Record, ServerStatus};
 use mwdeploy_core::plan::{FailureBudget, OnFailure, StageSize};
-use mwdeploy_core::ports::{PoolControl, Progress, Transfer};
+use mwdeploy_core::ports::{PoolControl, Progress};
 use mwdeploy_core::{
     Event, Layout, Plan, PoolState, PortError, ReleaseId, Server, ServerId, Summary,
 };
 use mwdeploy_exec::Hosts;
 use mwdeploy_haproxy::HaproxyPool;
+use mwdeploy_rsync::RecoverTransfer;
 use mwdeploy_rsync::{DeployInfo, RsyncTransfer};
 use mwdeploy_runtime::driver::Ports;
 use mwdeploy_runtime::journal::{self, Journal};
@@ -318,11 +319,11 @@ async fn recover<W: Write>(
     );
     let ports = Ports {
         pool: Arc::new(RecoverPool(pool)),
-        transfer: Arc::new(RecoverTransfer {
-            rsync: transfer,
+        transfer: Arc::new(RecoverTransfer::new(
+            transfer,
             recopy,
-            releases: config.layout == Layout::Releases,
-        }),
+            config.layout == Layout::Releases,
+        )),
         health: Arc::new(canary),
         hooks,
         notifier,
@@ -400,41 +401,5 @@ impl PoolControl for RecoverPool {
     }
     async fn states(&self) -> Result<Vec<(ServerId, PoolState)>, PortError> {
         self.0.states().await
-    }
-}
-
-/// The transfer of a recovery: copies again only what was cut.
-#[derive(Debug)]
-struct RecoverTransfer {
-    rsync: RsyncTransfer,
-    /// In place: servers whose copy into the live tree was cut.
-    recopy: BTreeSet<ServerId>,
-    releases: bool,
-}
-
-#[async_trait]
-impl Transfer for RecoverTransfer {
-    async fn copy(&self, _: &Server, _: &ReleaseId, _: &Progress) -> Result<(), PortError> {
-        Ok(())
-    }
-
-    async fn activate(
-        &self,
-        server: &Server,
-        release: &ReleaseId,
-        progress: &Progress,
-    ) -> Result<(), PortError> {
-        if self.recopy.contains(&server.id) {
-            return self.rsync.activate(server, release, progress).await;
-        }
-        Ok(())
-    }
-
-    async fn rollback(&self, server: &Server, progress: &Progress) -> Result<ReleaseId, PortError> {
-        self.rsync.rollback(server, progress).await
-    }
-
-    fn can_rollback(&self) -> bool {
-        self.releases
     }
 }

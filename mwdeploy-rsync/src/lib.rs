@@ -38,6 +38,10 @@
 //!   In place (`Layout::Inplace`), `copy` does nothing, `activate` rsyncs into the live
 //!   tree (with `--delay-updates` when the tree keeps serving meanwhile: a server not
 //!   taken out of the pool), and there is nothing to roll back to.
+//! - [`RollbackTransfer`] and [`RecoverTransfer`]: the transfers of a rollback (switch to
+//!   an earlier release, and back if its canary fails) and of a recovery (copy again only
+//!   what a killed deploy cut); [`WarmAhead`] opens the next servers' connections while
+//!   one is activated, so no handshake is paid out of the pool.
 //! - [`Hooks`] implements core's [`Hook`](mwdeploy_core::ports::Hook): argv lists per
 //!   hook point with `{server}`, `{release}`, `{release_path}`, `{prod_path}`.
 //! - Every command on a server goes through the shared runner of core's
@@ -107,7 +111,9 @@ mod release;
 mod remote;
 mod rsync;
 mod staging;
+mod switch;
 mod transfer;
+mod warm;
 
 pub use config::{
     DeployInfo, RsyncConfig, Scope, ServerPaths, TreePath, DEFAULT_EXCLUDES, DEFAULT_KEEP_RELEASES,
@@ -120,4 +126,6 @@ pub use release::{
 };
 pub use remote::REMOTE_COMMANDS;
 pub use rsync::{parse_progress, RsyncProgress};
+pub use switch::{RecoverTransfer, RollbackTransfer};
 pub use transfer::RsyncTransfer;
+pub use warm::WarmAhead;

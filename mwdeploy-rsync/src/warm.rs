@@ -20,7 +20,10 @@ use mwdeploy_core::{Plan, PortError, ReleaseId, Server};
 use mwdeploy_exec::Hosts;
 
 /// A transfer that opens the next servers' connections while one is activated.
-pub(crate) struct WarmAhead {
+///
+/// Call [`WarmAhead::new`] inside a tokio runtime: the connections open on tasks of it.
+#[allow(missing_debug_implementations)] // holds a dyn Transfer
+pub struct WarmAhead {
     inner: Arc<dyn Transfer>,
     hosts: Arc<Hosts>,
     /// The servers in the order the deploy reaches them.
@@ -33,7 +36,7 @@ pub(crate) struct WarmAhead {
 
 impl WarmAhead {
     /// Wraps `inner` for `plan`'s servers, and opens the first ones' connections now.
-    pub(crate) fn new(inner: Arc<dyn Transfer>, hosts: Arc<Hosts>, plan: &Plan) -> Self {
+    pub fn new(inner: Arc<dyn Transfer>, hosts: Arc<Hosts>, plan: &Plan) -> Self {
         let order: Vec<Server> = match plan.stages() {
             Ok(stages) => stages
                 .iter()
