@@ -12,14 +12,11 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::time::SystemTime;
 
 use mwdeploy_core::model::validate_name;
-use mwdeploy_core::plan::{DeployMeta, OnFailure, Policy, StageSize};
-use mwdeploy_core::{Plan, PlanError, ReleaseId, Server};
 
 use crate::cli::DeployArgs;
-use crate::config::{config_path, Config, ServerConfig};
+use crate::config::{config_path, Config};
 use crate::dry_run;
 use crate::error::CliError;
 use crate::output::Output;
@@ -140,39 +137,25 @@ fn patch_target(t: &str) -> Result<String, CliError> {
     Ok(t.to_string())
 }
 
-/// A deploy, checked against the config: everything the runner needs, nothing run yet.
+/// A deploy as the command runs it: the library's checked request, and how it is shown.
 #[derive(Debug, Clone)]
 pub(crate) struct DeployRequest {
-    /// The config it was checked against.
-    pub(crate) config: Config,
-    /// What staging gets (pulls, patches, l10n) and what is synced.
-    pub(crate) work: Work,
-    /// The version directories pulls, patches and targeted syncs apply to.
-    pub(crate) versions: Versions,
-    /// The selected servers: indices into `config.servers`, in config order.
-    pub(crate) selected: Vec<usize>,
-    /// The config's rollout policy with the flags' overrides (`--parallel`,
-    /// `--max-unavailable`, `--stages`, `--failure-budget`, `--on-failure`, `--force`;
-    /// `--json` turns `prompt` into `abort`). Group stages that name no selected server
-    /// are left out.
-    pub(crate) policy: Policy,
-    /// `--rollout`: depool and repool each pooled server. Without it no server leaves the
-    /// pool.
-    pub(crate) rollout: bool,
-    /// `--force`.
-    pub(crate) force: bool,
+    /// The checked request.
+    pub(crate) req: mwdeploy::DeployRequest,
     /// `--dry-run`.
     pub(crate) dry_run: bool,
-    /// `--no-log`: no webhooks, no log file (the journal is still written).
-    pub(crate) no_log: bool,
-    /// `-m`: why.
-    pub(crate) message: Option<String>,
     /// How the deploy is shown.
     pub(crate) output: OutputMode,
     /// `--exit-when-done`.
     pub(crate) exit_when_done: bool,
-    /// The arguments as given (for the journal's `deploy_started`).
-    pub(crate) argv: Vec<String>,
+}
+
+impl std::ops::Deref for DeployRequest {
+    type Target = mwdeploy::DeployRequest;
+
+    fn deref(&self) -> &mwdeploy::DeployRequest {
+        &self.req
+    }
 }
 
 impl DeployRequest {
@@ -183,96 +166,24 @@ impl DeployRequest {
         config: Config,
         argv: Vec<String>,
     ) -> Result<DeployRequest, CliError> {
-        let usage = |m: String| Err(CliError::Usage(m));
         let a = &flags.args;
-        let file = config.file.display().to_string();
-
-        let selected = select_servers(&config, flags.servers.as_deref())?;
-
-        if flags.work.l10n && config.l10n_command.is_none() {
-            return usage(format!(
-                "--l10n: {file} sets l10n_command: null, so there is no command to rebuild the \
-                 localisation cache"
-            ));
-        }
-
-        let mut policy = config.policy();
-        if let Some(n) = a.parallel {
-            policy.parallel = n;
-        }
-        if let Some(n) = a.max_unavailable {
-            policy.max_unavailable = n;
-        }
-        if let Some(s) = &a.stages {
-            for st in &s.0 {
-                if let StageSize::Group(g) = st {
-                    if !config.servers.iter().any(|s| s.group.as_deref() == Some(g)) {
-                        return usage(format!(
-                            "--stages: group:{g}: no server of {file} is in group {g:?}"
-                        ));
-                    }
-                }
-            }
-            policy.stages = s.0.clone();
-        }
-        if let Some(b) = a.failure_budget {
-            policy.failure_budget = b;
-        }
-        match a.on_failure {
-            Some(o) => policy.on_failure = o.into(),
-            // Under --json nobody answers a prompt.
-            None if a.json && policy.on_failure == OnFailure::Prompt => {
-                policy.on_failure = OnFailure::Abort
-            }
-            None => {}
-        }
-        policy.force = a.force;
-
-        // With stages by group, a selection leaves out the groups it has no server of.
-        if policy
-            .stages
-            .iter()
-            .all(|s| matches!(s, StageSize::Group(_)))
-        {
-            policy.stages.retain(|s| {
-                let StageSize::Group(g) = s else { return true };
-                selected
-                    .iter()
-                    .any(|&i| config.servers[i].group.as_deref() == Some(g.as_str()))
-            });
-        }
-
-        if a.rollout {
-            let pooled: Vec<&ServerConfig> = selected
-                .iter()
-                .map(|&i| &config.servers[i])
-                .filter(|s| s.pooled)
-                .collect();
-            if let Some(first) = pooled.first() {
-                if policy.max_unavailable == 0 {
-                    let from = match (a.max_unavailable, config.rollout.max_unavailable_at) {
-                        (Some(_), _) => "--max-unavailable 0".to_string(),
-                        (None, Some(at)) => format!(
-                            "rollout.max_unavailable: 0 at {file}:{}:{}",
-                            at.line, at.column
-                        ),
-                        (None, None) => "rollout.max_unavailable: 0".to_string(),
-                    };
-                    return usage(format!(
-                        "{from}, but --rollout must depool server {}: no server could ever leave \
-                         the pool; use 1 or more",
-                        first.name
-                    ));
-                }
-                if config.proxies.is_empty() {
-                    return usage(format!(
-                        "--rollout: {file} lists no proxy_servers, so nothing could depool server {}",
-                        first.name
-                    ));
-                }
-            }
-        }
-
+        let spec = mwdeploy::DeploySpec {
+            work: flags.work,
+            versions: flags.versions,
+            servers: flags.servers,
+            parallel: a.parallel,
+            max_unavailable: a.max_unavailable,
+            stages: a.stages.as_ref().map(|s| s.0.clone()),
+            failure_budget: a.failure_budget,
+            on_failure: a.on_failure.map(Into::into),
+            unattended: a.json,
+            rollout: a.rollout,
+            force: a.force,
+            no_log: a.no_log,
+            message: flags.message,
+            argv,
+        };
+        let req = mwdeploy::DeployRequest::new(config, spec).map_err(|e| CliError::Usage(e.0))?;
         let output = if a.json {
             OutputMode::Json
         } else if a.no_tui {
@@ -280,69 +191,12 @@ impl DeployRequest {
         } else {
             OutputMode::Dashboard
         };
-
-        let request = DeployRequest {
-            config,
-            work: flags.work,
-            versions: flags.versions,
-            selected,
-            policy,
-            rollout: a.rollout,
-            force: a.force,
+        Ok(DeployRequest {
+            req,
             dry_run: a.dry_run,
-            no_log: a.no_log,
-            message: flags.message,
             output,
             exit_when_done: a.exit_when_done,
-            argv,
-        };
-        // The engine's own checks (parallel, stages, groups, budget): refused here, with
-        // nothing run, rather than by the runner.
-        request
-            .stages()
-            .map_err(|e| CliError::Usage(format!("invalid rollout plan: {e}")))?;
-        Ok(request)
-    }
-
-    /// The selected servers' config, in config order.
-    pub(crate) fn selected_servers(&self) -> impl Iterator<Item = &ServerConfig> + Clone {
-        self.selected.iter().map(|&i| &self.config.servers[i])
-    }
-
-    /// The selected servers as the engine sees them: without `--rollout` none is pooled
-    /// (none is depooled, and none counts against `max_unavailable`).
-    pub(crate) fn servers(&self) -> Vec<Server> {
-        self.selected_servers()
-            .map(|s| {
-                let mut server = s.to_server();
-                server.pooled = s.pooled && self.rollout;
-                server
-            })
-            .collect()
-    }
-
-    /// The plan for the engine: these servers and policy, staging's canary first (not with
-    /// `--provision`, which has no staging steps), the preflight UP check unless `--force`.
-    pub(crate) fn plan(&self, deploy_id: &str, release: ReleaseId) -> Plan {
-        let mut plan = Plan::new(deploy_id, release, self.config.layout, self.servers());
-        plan.policy = self.policy.clone();
-        plan.staging = (!self.work.provision).then(|| self.config.staging_server());
-        plan.preflight = !self.force;
-        // Read the pool again before each depool, against what the preflight counted
-        // (with --force there is no preflight: push as the old tool did).
-        plan.policy.reread_pool = plan.preflight;
-        let mut meta = DeployMeta::default();
-        meta.flags = self.argv.clone();
-        meta.message = self.message.clone();
-        meta.user = operator();
-        plan.meta = meta;
-        plan
-    }
-
-    /// The stages: indices into [`servers`](Self::servers), as the engine will run them.
-    pub(crate) fn stages(&self) -> Result<Vec<Vec<u32>>, PlanError> {
-        let release = ReleaseId::at(SystemTime::now(), "plan").expect("a valid suffix");
-        self.plan("plan", release).stages()
+        })
     }
 }
 
@@ -380,56 +234,17 @@ pub(crate) fn run<W: Write>(
     crate::deploy::run(&request, out)
 }
 
-/// `--servers`: indices into `config.servers`, in config order (`None`: every server). A
-/// name that is not a server of the config is a usage error that lists them. The names
-/// are already checked by [`server_names`].
+/// `--servers`: indices into `config.servers`, in config order (`None`: every server).
 pub(crate) fn select_servers(
     config: &Config,
     names: Option<&[String]>,
 ) -> Result<Vec<usize>, CliError> {
-    let Some(names) = names else {
-        return Ok((0..config.servers.len()).collect());
-    };
-    for n in names {
-        if config.server(n).is_none() {
-            let known: Vec<&str> = config.servers.iter().map(|s| s.name.as_str()).collect();
-            let shown = if known.len() > 12 {
-                format!("{}, ... ({} in all)", known[..12].join(", "), known.len())
-            } else {
-                known.join(", ")
-            };
-            return Err(CliError::Usage(format!(
-                "--servers: {n:?} is not a server of {} (mw_servers: {shown})",
-                config.file.display()
-            )));
-        }
-    }
-    Ok((0..config.servers.len())
-        .filter(|&i| names.iter().any(|n| n == config.servers[i].name.as_str()))
-        .collect())
+    mwdeploy::request::select_servers(config, names).map_err(|e| CliError::Usage(e.0))
 }
 
 /// `--servers LIST|all` checked as names: `None` for all.
 pub(crate) fn server_names(list: Option<&[String]>) -> Result<Option<Vec<String>>, CliError> {
-    let usage = |m: String| CliError::Usage(m);
-    match list {
-        None => Ok(None),
-        Some(v) if v.len() == 1 && v[0] == "all" => Ok(None),
-        Some(v) if v.iter().any(|x| x == "all") => Err(usage(
-            "--servers: \"all\" cannot be combined with server names".to_string(),
-        )),
-        Some(v) => {
-            let mut out: Vec<String> = Vec::with_capacity(v.len());
-            for n in v {
-                validate_name("server", n, NAME_MAX)
-                    .map_err(|e| usage(format!("--servers: {e}")))?;
-                if !out.contains(n) {
-                    out.push(n.clone());
-                }
-            }
-            Ok(Some(out))
-        }
-    }
+    mwdeploy::request::server_names(list).map_err(|e| CliError::Usage(e.0))
 }
 
 /// Reads and checks the config (`-C`, else `$MWDEPLOY_CONFIG`, else the default path):
@@ -452,13 +267,7 @@ pub(crate) fn load_config(config_file: Option<&Path>) -> Result<Config, CliError
     Ok(config)
 }
 
-/// Who runs the deploy: the user behind `sudo`, else the login name.
-pub(crate) fn operator() -> Option<String> {
-    ["SUDO_USER", "USER", "LOGNAME"]
-        .iter()
-        .filter_map(|v| std::env::var(v).ok())
-        .find(|u| !u.is_empty() && validate_name("user", u, NAME_MAX).is_ok())
-}
+pub(crate) use mwdeploy::request::operator;
 
 #[cfg(test)]
 mod tests {

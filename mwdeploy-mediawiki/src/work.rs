@@ -89,9 +89,10 @@ impl Work {
 }
 
 /// `--versions`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Versions {
     /// Every directory under `staging_path/versions/` (the default).
+    #[default]
     All,
     /// These, in the order given.
     Only(Vec<String>),

@@ -30,5 +30,8 @@
 
 pub mod config;
 mod error;
+pub mod request;
+pub mod session;
 
-pub use error::ConfigError;
+pub use error::{ConfigError, LockRefused, SessionError};
+pub use request::{DeployRequest, DeploySpec, RequestError};
