@@ -178,10 +178,10 @@ async fn a_server_that_broke_while_out_is_never_repooled_and_stays_in_maintenanc
             seen.iter().all(|(_, s)| !s.starts_with("UP")),
             "{fault:?}: {seen:?}"
         );
-        assert!(
-            seen.iter().any(|(_, s)| s.starts_with("DOWN")),
-            "{fault:?}: its check ran and failed: {seen:?}"
-        );
+        // That its check ran and failed is in the error (HAProxy's DOWN and L7STS,
+        // above): the watcher, reading every 20 ms beside the repool, can miss the
+        // moment the server is DOWN before it goes back into maintenance (seen in CI
+        // on a loaded machine).
         let lines = lines.lock().unwrap().clone();
         assert!(
             !lines
