@@ -53,7 +53,7 @@ pub(crate) fn run<W: Write>(
             match haproxy(&config, &hosts) {
                 Err(e) => {
                     problems += 1;
-                    out.fmt(format_args!("proxies: {}\n", Clean(&e)));
+                    out.fmt(format_args!("proxies: {}\n", Clean(&e.to_string())));
                 }
                 Ok(pool) => {
                     for p in pool.status().await.proxies {

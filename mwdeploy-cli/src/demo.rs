@@ -17,8 +17,7 @@
 //! lock or webhook: nothing is written anywhere but the terminal.
 
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use mwdeploy_core::event::Record;
@@ -160,8 +159,9 @@ async fn demo<W: Write>(
     let (driver, handle) = Driver::new(Ports::all(Arc::new(fleet)));
     let (tx, rx) = mpsc::unbounded_channel();
     let driver = driver.subscribe(ChannelSubscriber(tx));
-    let engine: Arc<Mutex<Option<DriverHandle>>> = Arc::new(Mutex::new(Some(handle.clone())));
-    let signals = tokio::spawn(watch_signals(Arc::new(AtomicBool::new(false)), engine));
+    let controls = mwdeploy::session::Controls::new();
+    controls.attach(handle.clone());
+    let signals = tokio::spawn(watch_signals(controls));
     let rollout = Rollout::new(plan, tokio::time::Instant::now().into_std())
         .map_err(|e| CliError::Usage(format!("invalid rollout plan: {e}")))?;
     let interactive =
@@ -183,7 +183,8 @@ async fn demo<W: Write>(
         }
         return Ok(finish(out, &report));
     }
-    let report = crate::session::lines(run, rx, &handle, interactive, |r| lines.show(out, r)).await;
+    let reply = mwdeploy::session::Reply::new(handle.clone());
+    let report = crate::session::lines(run, rx, &reply, interactive, |r| lines.show(out, r)).await;
     signals.abort();
     if args.json {
         return Ok(crate::exit::of(report.verdict));

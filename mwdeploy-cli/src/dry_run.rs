@@ -102,7 +102,7 @@ fn read_pool(req: &DeployRequest) -> Option<PoolRead> {
     let status = Hosts::new(c.ssh_defaults())
         .map_err(|e| e.to_string())
         .and_then(|hosts| {
-            let pool = haproxy(c, &hosts)?;
+            let pool = haproxy(c, &hosts).map_err(|e| e.to_string())?;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -227,7 +227,7 @@ fn step_commands(req: &DeployRequest, srv: &ServerConfig) -> Result<Vec<(String,
     };
     let rollout = req.rollout && srv.pooled;
     let hosts = Hosts::new(c.ssh_defaults()).map_err(|e| format!("ssh: {e}"))?;
-    let rsync = rsync_config(c, req.work.provision)?;
+    let rsync = rsync_config(c, req.work.provision).map_err(|e| e.to_string())?;
     let transfer = RsyncTransfer::new(rsync, std::sync::Arc::new(hosts), DeployInfo::new("plan"))
         .map_err(|e| format!("rsync: {e}"))?;
     let release = ReleaseId::at(std::time::SystemTime::now(), "plan").expect("a valid suffix");

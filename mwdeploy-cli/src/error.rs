@@ -38,3 +38,9 @@ impl From<io::Error> for CliError {
         CliError::Output(e)
     }
 }
+
+impl From<mwdeploy::BuildError> for CliError {
+    fn from(e: mwdeploy::BuildError) -> Self {
+        CliError::Usage(e.to_string())
+    }
+}

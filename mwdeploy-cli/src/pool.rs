@@ -183,7 +183,7 @@ pub(crate) async fn change(
             Ok(c) => c,
             Err(e) => {
                 hosts.close().await;
-                return Outcome::Unusable(e);
+                return Outcome::Unusable(e.to_string());
             }
         };
         let mut passed = false;

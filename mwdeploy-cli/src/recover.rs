@@ -224,14 +224,17 @@ async fn recover<W: Write>(
         Ok(h) => Arc::new(h),
         Err(e) => return refused("cannot prepare ssh", &e),
     };
-    let rsync = rsync_config(config, false).map_err(CliError::Usage)?;
-    let hooks = Arc::new(
-        hooks_for(config, servers.iter().copied(), None, hosts.clone(), &rsync)
-            .map_err(CliError::Usage)?,
-    );
+    let rsync = rsync_config(config, false)?;
+    let hooks = Arc::new(hooks_for(
+        config,
+        servers.iter().copied(),
+        None,
+        hosts.clone(),
+        &rsync,
+    )?);
     let transfer = RsyncTransfer::new(rsync, hosts.clone(), DeployInfo::new(id.as_str()))
         .map_err(|e| CliError::Usage(format!("rsync: {e}")))?;
-    let canary = canary(config, hosts.clone()).map_err(CliError::Usage)?;
+    let canary = canary(config, hosts.clone())?;
     let pool = match reachable_haproxy(config, &hosts).await {
         Ok(pool) => pool,
         Err(_) => {
@@ -287,10 +290,7 @@ async fn recover<W: Write>(
         Err(e) => return refused("cannot start", &e),
     };
     {
-        let (printer, prep) = session.parts();
-        let mut show = (printer, &mut *out);
-        let mut prep = prep.with(&mut show);
-        prep.record(Event::started(&plan));
+        session.record(Event::started(&plan), out);
         for (server, (cut, _)) in targets {
             let detail = if *cut {
                 "left out of the pool with its copy cut: copied again from staging".to_string()
@@ -299,10 +299,13 @@ async fn recover<W: Write>(
             } else {
                 "left out of the pool: its copy had finished".to_string()
             };
-            prep.record(Event::Warning {
-                server: Some(server.clone()),
-                detail,
-            });
+            session.record(
+                Event::Warning {
+                    server: Some(server.clone()),
+                    detail,
+                },
+                out,
+            );
         }
     }
     let recopy: BTreeSet<ServerId> = targets

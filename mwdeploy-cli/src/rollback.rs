@@ -104,20 +104,17 @@ pub(crate) fn run<W: Write>(
             Ok(h) => Arc::new(h),
             Err(e) => return refused("cannot prepare ssh", &e),
         };
-        let rsync = rsync_config(&config, false).map_err(CliError::Usage)?;
-        let hooks = Arc::new(
-            hooks_for(
-                &config,
-                servers.iter().copied(),
-                None,
-                hosts.clone(),
-                &rsync,
-            )
-            .map_err(CliError::Usage)?,
-        );
+        let rsync = rsync_config(&config, false)?;
+        let hooks = Arc::new(hooks_for(
+            &config,
+            servers.iter().copied(),
+            None,
+            hosts.clone(),
+            &rsync,
+        )?);
         let transfer = RsyncTransfer::new(rsync, hosts.clone(), DeployInfo::new(id.as_str()))
             .map_err(|e| CliError::Usage(format!("rsync: {e}")))?;
-        let canary = canary(&config, hosts.clone()).map_err(CliError::Usage)?;
+        let canary = canary(&config, hosts.clone())?;
         let pool: Arc<dyn PoolControl> = if args.fast {
             Arc::new(NoPool)
         } else {
@@ -169,12 +166,7 @@ pub(crate) fn run<W: Write>(
                  switched back (the switch is atomic)"
             );
         }
-        {
-            let (printer, prep) = session.parts();
-            let mut show = (printer, &mut *out);
-            let mut prep = prep.with(&mut show);
-            prep.record(Event::started(&plan));
-        }
+        session.record(Event::started(&plan), out);
         let ports = Ports {
             pool,
             transfer: Arc::new(RollbackTransfer::new(transfer, to)),

@@ -1,34 +1,26 @@
-//! One run of the engine by the command (a deploy, a rollback, a recovery): its journal
-//! and log file, its output, its signals, and the driver loop with the operator's
-//! prompts.
+//! How the command shows an engine run (a deploy, a rollback, a recovery) run by the
+//! library's [`mwdeploy::session`]: records as plain or JSON lines, or the dashboard; the
+//! operator's prompts on the line; SIGINT and SIGTERM as a graceful stop.
 //!
 //! ```text
-//!  Session::open ──> journal (critical), log file (unless --no-log), printer,
-//!                    signal watcher (SIGINT/SIGTERM ──> interrupted; SIGHUP: no terminal)
-//!       │ record() / prep(): the runner's own records before the machine starts
+//!  Session::open ──> the library's session (journal, log file), printer, signal watcher
+//!                    (SIGINT/SIGTERM ──> Controls::interrupt; SIGHUP: no terminal)
+//!       │ record(): the runner's own records before the machine starts
 //!       ▼
-//!  Session::drive(plan, ports) ──> Driver(Rollout) ──> records ──> journal, log,
-//!                                     ▲                  printer (plain | JSON lines)
+//!  Session::drive(plan, ports) ──> Running ──> records ──> printer (plain | JSON lines)
+//!                                     ▲                    or the dashboard
 //!                                     └── prompts: the operator on a terminal, else no
 //!       ▼
 //!  summary line, servers left out ──> the exit code
 //! ```
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
+use mwdeploy::session::{Controls, Reply, Running};
 use mwdeploy_core::event::Record;
-use mwdeploy_core::{Decision, Event, Plan, ReleaseId, Report, Rollout, Summary};
-use mwdeploy_runtime::driver::{
-    ChannelSubscriber, Driver, DriverHandle, Ports, Subscriber, SubscriberError,
-};
-use mwdeploy_runtime::journal::Journal;
-use mwdeploy_runtime::lock::{DeployLock, Holder, LockError};
-use mwdeploy_runtime::log_file::LogFile;
+use mwdeploy_core::{Decision, Event, Plan, Report, Summary};
+use mwdeploy_runtime::driver::Ports;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -41,35 +33,23 @@ use crate::request::OutputMode;
 /// How long a prompt on the terminal waits for an answer (no answer: no).
 const PROMPT_WAIT: Duration = Duration::from_secs(300);
 
-/// `<UTC time>-<suffix><4 hex>`: a run's id, and (for a deploy) the release id on every
-/// server. `suffix` is empty for a deploy, `rollback` or `recover` otherwise.
-pub(crate) fn new_id(suffix: &str) -> ReleaseId {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u128(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    h.write_u32(std::process::id());
-    let suffix = format!("{suffix}{:04x}", h.finish() & 0xffff);
-    ReleaseId::at(SystemTime::now(), &suffix).expect("a letters-and-hex suffix is valid")
-}
+pub(crate) use mwdeploy::session::new_id;
 
 /// Takes the deploy lock of `state_dir` for `message`; a held lock (named) or an error
 /// is printed and gives the exit code of a refusal.
-pub(crate) fn take_lock(state_dir: &std::path::Path, message: &str) -> Result<DeployLock, i32> {
-    match DeployLock::acquire(state_dir, Holder::current(message)) {
-        Ok(l) => Ok(l),
-        Err(e @ LockError::Held { .. }) => {
-            eprintln!("mwdeploy: refused: the deploy lock {e}");
-            Err(crate::exit::REFUSED)
-        }
-        Err(e) => {
-            eprintln!("mwdeploy: cannot take the deploy lock: {e}");
-            Err(crate::exit::REFUSED)
-        }
-    }
+pub(crate) fn take_lock(
+    state_dir: &std::path::Path,
+    message: &str,
+) -> Result<mwdeploy_runtime::lock::DeployLock, i32> {
+    mwdeploy::session::take_lock(state_dir, message).map_err(|e| {
+        eprintln!("mwdeploy: {e}");
+        crate::exit::REFUSED
+    })
+}
+
+/// The command's [`Warn`](mwdeploy::session::Warn): `mwdeploy: <line>` on stderr.
+pub(crate) fn warn_on_stderr() -> mwdeploy::session::Warn {
+    std::sync::Arc::new(|line: &str| eprintln!("mwdeploy: {line}"))
 }
 
 /// Shows records on stdout as the output mode says.
@@ -93,6 +73,20 @@ impl Printer {
         }
     }
 
+    /// A printer for run `id` shown as `mode` says, and whether that is the dashboard
+    /// (a terminal, neither `--json` nor `--no-tui`): then it keeps what it prints, for
+    /// the dashboard to show once it opens.
+    pub(crate) fn for_run(mode: OutputMode, id: &str) -> (Self, bool) {
+        let dashboard = mode == OutputMode::Dashboard
+            && std::io::stdout().is_terminal()
+            && std::io::stdin().is_terminal();
+        let mut printer = Printer::new(mode, id);
+        if dashboard {
+            printer.kept = Some(Vec::new());
+        }
+        (printer, dashboard)
+    }
+
     /// Shows `record`, flushed at once.
     pub(crate) fn show<W: Write>(&mut self, out: &mut Output<W>, record: &Record) {
         if let Some(kept) = &mut self.kept {
@@ -106,123 +100,24 @@ impl Printer {
     }
 }
 
-impl<W: Write> Show for (&mut Printer, &mut Output<W>) {
-    fn show(&mut self, record: &Record) {
+/// A [`Printer`] with its output: what the library's session shows records to.
+pub(crate) struct Shown<'a, W: Write>(pub(crate) &'a mut Printer, pub(crate) &'a mut Output<W>);
+
+impl<W: Write> mwdeploy::session::Observer for Shown<'_, W> {
+    fn record(&mut self, record: &Record) {
         self.0.show(self.1, record);
-    }
-}
-
-/// Shows a record on stdout (plain or JSON lines).
-pub(crate) trait Show {
-    /// Shows `record`.
-    fn show(&mut self, record: &Record);
-}
-
-/// Records the steps of the preparation: journal, log file and output.
-pub(crate) struct Prep<'a> {
-    pub(crate) deploy: &'a str,
-    pub(crate) journal: &'a mut Journal,
-    pub(crate) log: &'a mut Option<Log>,
-    pub(crate) show: &'a mut dyn Show,
-    /// Set by SIGINT or SIGTERM: no new step starts.
-    pub(crate) interrupted: &'a AtomicBool,
-}
-
-impl Prep<'_> {
-    /// Records `event`.
-    pub(crate) fn record(&mut self, event: Event) {
-        let record = Record {
-            ts: SystemTime::now(),
-            deploy: self.deploy.to_string(),
-            event,
-        };
-        if let Err(e) = self.journal.append(&record) {
-            eprintln!("mwdeploy: journal: {e}");
-        }
-        if let Some(log) = self.log.as_mut() {
-            // Not critical; the log file warns once itself.
-            let _ = log.record(&record);
-        }
-        self.show.show(&record);
-    }
-}
-
-impl mwdeploy_mediawiki::Steps for Prep<'_> {
-    fn record(&mut self, event: Event) {
-        Prep::record(self, event);
-    }
-
-    fn interrupted(&self) -> bool {
-        self.interrupted.load(Ordering::SeqCst)
-    }
-}
-
-/// The log file of a session: its first failed write is a warning on stderr.
-pub(crate) type Log = WarnOnce<LogFile>;
-
-/// Passes records on to `S` and warns on stderr about its first error (a subscriber the
-/// deploy goes on without).
-#[derive(Debug)]
-pub(crate) struct WarnOnce<S> {
-    inner: S,
-    warned: bool,
-}
-
-impl<S> WarnOnce<S> {
-    fn new(inner: S) -> Self {
-        WarnOnce {
-            inner,
-            warned: false,
-        }
-    }
-}
-
-impl<S: Subscriber> Subscriber for WarnOnce<S> {
-    fn record(&mut self, record: &Record) -> Result<(), SubscriberError> {
-        let r = self.inner.record(record);
-        if let Err(e) = &r {
-            if !self.warned {
-                self.warned = true;
-                eprintln!("mwdeploy: warning: {e}");
-            }
-        }
-        r
-    }
-
-    fn is_critical(&self) -> bool {
-        self.inner.is_critical()
-    }
-}
-
-/// Passes records on to `S`, all but the machine's `deploy_started`: the session
-/// records its own first, before the runner's own steps, so the journal starts with it.
-struct AfterStart<S>(S);
-
-impl<S: Subscriber> Subscriber for AfterStart<S> {
-    fn record(&mut self, record: &Record) -> Result<(), SubscriberError> {
-        if matches!(record.event, Event::DeployStarted { .. }) {
-            return Ok(());
-        }
-        self.0.record(record)
-    }
-
-    fn is_critical(&self) -> bool {
-        self.0.is_critical()
     }
 }
 
 /// An engine run's journal, log file, output and signals.
 pub(crate) struct Session {
+    inner: mwdeploy::session::Session,
     /// The dashboard is shown (a terminal, neither `--json` nor `--no-tui`).
     dashboard: bool,
     exit_when_done: bool,
-    id: String,
-    journal: Journal,
-    log: Option<Log>,
     printer: Printer,
     output: OutputMode,
-    interrupted: Arc<AtomicBool>,
-    engine: Arc<Mutex<Option<DriverHandle>>>,
+    controls: Controls,
     signals: JoinHandle<()>,
 }
 
@@ -235,69 +130,37 @@ impl Session {
         output: OutputMode,
         no_log: bool,
     ) -> Result<Session, String> {
-        let journal = Journal::create(&config.state_dir, id)
-            .map_err(|e| format!("cannot open the journal: {e}"))?;
-        let log = if no_log {
-            None
-        } else {
-            match LogFile::open(&config.log_file) {
-                Ok(l) => Some(WarnOnce::new(l)),
-                Err(e) => {
-                    eprintln!(
-                        "mwdeploy: warning: cannot open the log file {}: {e}; going on without it",
-                        config.log_file.display()
-                    );
-                    None
-                }
-            }
-        };
-        let interrupted = Arc::new(AtomicBool::new(false));
-        let engine: Arc<Mutex<Option<DriverHandle>>> = Arc::default();
-        let signals = tokio::spawn(watch_signals(interrupted.clone(), engine.clone()));
-        let dashboard = output == OutputMode::Dashboard
-            && std::io::stdout().is_terminal()
-            && std::io::stdin().is_terminal();
-        let mut printer = Printer::new(output, id);
-        if dashboard {
-            printer.kept = Some(Vec::new());
-        }
-        Ok(Session {
+        let controls = Controls::new();
+        let inner =
+            mwdeploy::session::Session::open(config, id, no_log, &controls, warn_on_stderr())
+                .map_err(|e| e.to_string())?;
+        Ok(Session::around(inner, controls, output))
+    }
+
+    /// The command's view of the library's session `inner`, run with `controls`:
+    /// starts watching for signals.
+    pub(crate) fn around(
+        inner: mwdeploy::session::Session,
+        controls: Controls,
+        output: OutputMode,
+    ) -> Session {
+        let signals = tokio::spawn(watch_signals(controls.clone()));
+        let (printer, dashboard) = Printer::for_run(output, inner.id());
+        Session {
+            inner,
             dashboard,
             exit_when_done: false,
-            id: id.to_string(),
-            journal,
-            log,
             printer,
             output,
-            interrupted,
-            engine,
+            controls,
             signals,
-        })
+        }
     }
 
-    /// The printer, and what a [`Prep`] needs to record the runner's own steps
-    /// (journal, log file, output) before `drive`.
-    pub(crate) fn parts(&mut self) -> (&mut Printer, SessionPrep<'_>) {
-        (
-            &mut self.printer,
-            SessionPrep {
-                id: &self.id,
-                journal: &mut self.journal,
-                log: &mut self.log,
-                interrupted: &self.interrupted,
-            },
-        )
-    }
-
-    /// `--exit-when-done`: the dashboard closes when the run ends.
-    pub(crate) fn exit_when_done(mut self, yes: bool) -> Self {
-        self.exit_when_done = yes;
-        self
-    }
-
-    /// Ends the session before the engine ran (a refusal, an interrupt in staging).
-    pub(crate) fn abandon(self) {
-        self.signals.abort();
+    /// Records `event` (journal, log file, output): the runner's own steps before the
+    /// machine starts.
+    pub(crate) fn record<W: Write>(&mut self, event: Event, out: &mut Output<W>) {
+        self.inner.record(event, &mut Shown(&mut self.printer, out));
     }
 
     /// Runs `plan` on `ports` to the end: records to the journal, log file and output,
@@ -311,48 +174,69 @@ impl Session {
         out: &mut Output<W>,
     ) -> Result<i32, CliError> {
         let Session {
+            inner,
             dashboard,
             exit_when_done,
-            journal,
-            log,
+            printer,
+            output,
+            controls,
+            signals,
+        } = self;
+        let running = inner
+            .start(plan, ports)
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        let shown = Shows {
+            dashboard,
+            exit_when_done,
+            printer,
+            output,
+            controls,
+            signals,
+        };
+        Ok(shown.run(running, out).await)
+    }
+}
+
+/// How a started run is shown: what [`Session::drive`] and a deploy share.
+pub(crate) struct Shows {
+    pub(crate) dashboard: bool,
+    pub(crate) exit_when_done: bool,
+    pub(crate) printer: Printer,
+    pub(crate) output: OutputMode,
+    pub(crate) controls: Controls,
+    pub(crate) signals: JoinHandle<()>,
+}
+
+impl Shows {
+    /// Shows `running` to its end; the summary line; the exit code of its report.
+    pub(crate) async fn run<W: Write>(self, running: Running, out: &mut Output<W>) -> i32 {
+        let Shows {
+            dashboard,
+            exit_when_done,
             mut printer,
             output,
-            interrupted,
-            engine,
+            controls,
             signals,
-            ..
         } = self;
-        let (driver, handle) = Driver::new(ports);
-        {
-            let mut engine = engine.lock().unwrap_or_else(|e| e.into_inner());
-            *engine = Some(handle.clone());
-            // An interrupt before the machine ran reaches it at once.
-            if interrupted.load(Ordering::SeqCst) {
-                handle.interrupt();
-            }
-        }
-        let rollout = Rollout::new(plan, tokio::time::Instant::now().into_std())
-            .map_err(|e| CliError::Usage(format!("invalid rollout plan: {e}")))?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let mut driver = driver.subscribe(AfterStart(journal));
-        if let Some(log) = log {
-            driver = driver.subscribe(AfterStart(log));
-        }
-        let driver = driver.subscribe(AfterStart(ChannelSubscriber(tx)));
+        let reply = running.reply();
+        let Running {
+            report: run,
+            records: rx,
+            ..
+        } = running;
         let interactive = output != OutputMode::Json
             && std::io::stdin().is_terminal()
             && std::io::stderr().is_terminal();
-        let run = driver.run(rollout);
         if dashboard {
             // The dashboard shows what was printed before it opened, then the engine's
-            // records; it answers prompts and stops through the handle itself.
+            // records; it answers prompts and stops through the controls itself.
             let (tui_tx, tui_rx) = mpsc::unbounded_channel();
             for r in printer.kept.take().unwrap_or_default() {
                 let _ = tui_tx.send(r);
             }
             let (closed_tx, closed) = tokio::sync::oneshot::channel::<()>();
-            let forward = forward(rx, tui_tx, closed, &handle);
-            let control = EngineControl(handle.clone());
+            let forward = forward(rx, tui_tx, closed, &reply);
+            let control = EngineControl(controls.clone());
             let opts = crate::tui::TuiOptions::from_env(exit_when_done);
             let dashboard = async {
                 let shown = crate::tui::run(tui_rx, &control, opts).await;
@@ -364,11 +248,11 @@ impl Session {
             if let Err(e) = shown {
                 eprintln!("mwdeploy: the dashboard failed ({e}); the deploy went on without it");
             }
-            return Ok(finish(out, output, &report));
+            return finish(out, output, &report);
         }
-        let report = lines(run, rx, &handle, interactive, |r| printer.show(out, r)).await;
+        let report = lines(run, rx, &reply, interactive, |r| printer.show(out, r)).await;
         signals.abort();
-        Ok(finish(out, output, &report))
+        finish(out, output, &report)
     }
 }
 
@@ -379,7 +263,7 @@ async fn forward(
     mut rx: mpsc::UnboundedReceiver<Record>,
     tui: mpsc::UnboundedSender<Record>,
     mut closed: tokio::sync::oneshot::Receiver<()>,
-    handle: &DriverHandle,
+    handle: &Reply,
 ) {
     let mut prompt = LinePrompt::watching();
     let mut open = true;
@@ -408,7 +292,7 @@ async fn forward(
 pub(crate) async fn lines(
     run: impl std::future::Future<Output = Report>,
     mut rx: mpsc::UnboundedReceiver<Record>,
-    handle: &DriverHandle,
+    handle: &Reply,
     interactive: bool,
     mut show: impl FnMut(&Record),
 ) -> Report {
@@ -447,7 +331,7 @@ fn finish<W: Write>(out: &mut Output<W>, output: OutputMode, report: &Report) ->
 }
 
 /// The dashboard's keys, sent to the running engine.
-struct EngineControl(DriverHandle);
+struct EngineControl(Controls);
 
 impl crate::tui::Control for EngineControl {
     fn decide(&self, d: Decision) {
@@ -464,27 +348,6 @@ impl crate::tui::Control for EngineControl {
 
     fn interrupt(&self) {
         self.0.interrupt();
-    }
-}
-
-/// The journal, log file and interrupt flag of a [`Session`], for a [`Prep`].
-pub(crate) struct SessionPrep<'a> {
-    id: &'a str,
-    journal: &'a mut Journal,
-    log: &'a mut Option<Log>,
-    interrupted: &'a AtomicBool,
-}
-
-impl<'a> SessionPrep<'a> {
-    /// A [`Prep`] that shows its records with `show`.
-    pub(crate) fn with(self, show: &'a mut dyn Show) -> Prep<'a> {
-        Prep {
-            deploy: self.id,
-            journal: self.journal,
-            log: self.log,
-            show,
-            interrupted: self.interrupted,
-        }
     }
 }
 
@@ -531,15 +394,15 @@ impl LinePrompt {
     }
 
     /// From now on answers no, the prompt open now too.
-    fn take_over(&mut self, handle: &DriverHandle) {
+    fn take_over(&mut self, handle: &Reply) {
         self.answering = true;
         if self.model.prompt().is_some() {
-            handle.decide(Decision::Answer(false));
+            handle.answer(false);
         }
     }
 
     /// Takes `record`; when it opens a prompt, answers it through `handle`.
-    pub(crate) fn record(&mut self, record: &Record, handle: &DriverHandle) {
+    pub(crate) fn record(&mut self, record: &Record, handle: &Reply) {
         self.model.apply(record);
         if !self.answering {
             return;
@@ -565,9 +428,9 @@ impl LinePrompt {
 
 /// Answers an open prompt whose question is `text`: on a terminal, the operator (300 s,
 /// then no); otherwise no.
-fn ask(handle: &DriverHandle, text: &str, interactive: bool) {
+fn ask(handle: &Reply, text: &str, interactive: bool) {
     if !interactive {
-        handle.decide(Decision::Answer(false));
+        handle.answer(false);
         return;
     }
     // Not `eprint!`, which panics when the terminal went away.
@@ -583,17 +446,14 @@ fn ask(handle: &DriverHandle, text: &str, interactive: bool) {
     let handle = handle.clone();
     std::thread::spawn(move || {
         let yes = rx.recv_timeout(PROMPT_WAIT).unwrap_or(false);
-        handle.decide(Decision::Answer(yes));
+        handle.answer(yes);
     });
 }
 
-/// SIGINT and SIGTERM stop the run gracefully: `interrupted` is set (a runner's own
-/// steps stop between steps) and the engine, once it runs, is asked to stop. SIGHUP
-/// means the terminal went away: the run carries on without it ([`crate::tty`]).
-pub(crate) async fn watch_signals(
-    interrupted: Arc<AtomicBool>,
-    engine: Arc<Mutex<Option<DriverHandle>>>,
-) {
+/// SIGINT and SIGTERM stop the run gracefully through `controls` (a runner's own steps
+/// stop between steps, the engine, once it runs, stops). SIGHUP means the terminal went
+/// away: the run carries on without it ([`crate::tty`]).
+pub(crate) async fn watch_signals(controls: Controls) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
@@ -614,9 +474,6 @@ pub(crate) async fn watch_signals(
                 continue;
             }
         }
-        interrupted.store(true, Ordering::SeqCst);
-        if let Some(h) = engine.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            h.interrupt();
-        }
+        controls.interrupt();
     }
 }

@@ -29,9 +29,12 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod deploy;
 mod error;
+pub mod ports;
 pub mod request;
 pub mod session;
 
-pub use error::{ConfigError, LockRefused, SessionError};
+pub use deploy::{deploy, Deployment};
+pub use error::{BuildError, ConfigError, DeployError, LockRefused, SessionError};
 pub use request::{DeployRequest, DeploySpec, RequestError};

@@ -40,8 +40,9 @@ use tokio::sync::mpsc;
 use crate::config::Config;
 use crate::error::{LockRefused, SessionError};
 
-/// Where warnings go that belong to no record (a log file that cannot be written): the
-/// caller decides (the command prints them on stderr).
+/// Where lines for the operator go that belong to no record (`warning: cannot open the
+/// log file ...`, a journal write that failed before the machine ran): the caller decides
+/// (the command prints them on stderr after `mwdeploy: `).
 pub type Warn = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// A [`Warn`] that drops every warning.
@@ -117,7 +118,9 @@ impl Controls {
         self.engine.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn attach(&self, handle: DriverHandle) {
+    /// Ties these controls to a running driver (done by [`Session::start`]; for a driver
+    /// run by hand, such as a simulation's).
+    pub fn attach(&self, handle: DriverHandle) {
         *self.engine() = Some(handle.clone());
         // An interrupt before the machine ran reaches it at once.
         if self.is_interrupted() {
@@ -159,6 +162,11 @@ pub struct Prompt {
 pub struct Reply(DriverHandle);
 
 impl Reply {
+    /// The answers of the driver behind `handle`.
+    pub fn new(handle: DriverHandle) -> Self {
+        Reply(handle)
+    }
+
     /// Answers `yes` (go on) or no (stop).
     pub fn answer(&self, yes: bool) {
         self.0.decide(Decision::Answer(yes));
@@ -205,7 +213,7 @@ impl<S: Subscriber> Subscriber for WarnOnce<S> {
         let r = self.inner.record(record);
         if let Err(e) = &r {
             if !std::mem::replace(&mut self.warned, true) {
-                (self.warn)(&e.to_string());
+                (self.warn)(&format!("warning: {e}"));
             }
         }
         r
@@ -255,7 +263,7 @@ impl Session {
                 }),
                 Err(e) => {
                     warn(&format!(
-                        "cannot open the log file {}: {e}; going on without it",
+                        "warning: cannot open the log file {}: {e}; going on without it",
                         config.log_file.display()
                     ));
                     None

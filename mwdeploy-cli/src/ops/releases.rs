@@ -79,7 +79,7 @@ pub(crate) async fn read_all(
     hosts: Arc<Hosts>,
     servers: &[Server],
 ) -> Result<Vec<Result<ServerReleases, String>>, CliError> {
-    let rsync = rsync_config(config, false).map_err(CliError::Usage)?;
+    let rsync = rsync_config(config, false)?;
     let transfer = Arc::new(
         RsyncTransfer::new(rsync, hosts, DeployInfo::new("releases"))
             .map_err(|e| CliError::Usage(format!("rsync: {e}")))?,

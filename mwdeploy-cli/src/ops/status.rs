@@ -51,7 +51,7 @@ pub(crate) fn run<W: Write>(
     let pool = if config.proxies.is_empty() {
         None
     } else {
-        Some(haproxy(&config, &hosts).map_err(CliError::Usage)?)
+        Some(haproxy(&config, &hosts)?)
     };
     let releases = config.layout == Layout::Releases;
     let (status, read) = super::runtime()?.block_on(async {
