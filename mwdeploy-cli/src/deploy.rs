@@ -68,7 +68,7 @@ async fn deploy<W: Write>(req: &DeployRequest, out: &mut Output<W>) -> Result<i3
 }
 
 /// What the command says of a deploy refused before production, and its exit code.
-fn refusal(e: DeployError) -> Result<i32, CliError> {
+pub(crate) fn refusal(e: DeployError) -> Result<i32, CliError> {
     match e {
         DeployError::Invalid(BuildError::Ssh(e)) => {
             eprintln!("mwdeploy: refused: cannot prepare ssh: {e}");

@@ -15,23 +15,18 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
 
-use mwdeploy_core::plan::{FailureBudget, StageSize};
-use mwdeploy_core::ports::PoolControl;
-use mwdeploy_core::{Event, Layout, Plan, ReleaseId};
-use mwdeploy_exec::Hosts;
-use mwdeploy_rsync::RollbackTransfer;
-use mwdeploy_rsync::{DeployInfo, RsyncTransfer};
-use mwdeploy_runtime::driver::Ports;
+use mwdeploy::rollback::RollbackSpec;
+use mwdeploy::session::Controls;
+use mwdeploy::DeployError;
+use mwdeploy_core::ReleaseId;
 
-use crate::adapters::{canary, hooks_for, notifier, reachable_haproxy, rsync_config, NoPool};
 use crate::cli::RollbackArgs;
 use crate::error::CliError;
 use crate::exit;
 use crate::output::Output;
-use crate::request::{load_config, operator, select_servers, server_names, OutputMode};
-use crate::session::{new_id, take_lock, Session};
+use crate::request::{load_config, server_names, OutputMode};
+use crate::session::{new_id, warn_on_stderr, Printer, Shown, Shows};
 
 /// Runs `mwdeploy rollback`; returns the exit code.
 pub(crate) fn run<W: Write>(
@@ -53,39 +48,23 @@ pub(crate) fn run<W: Write>(
         validate_message(m)?;
     }
     let config = load_config(config_file)?;
-    if config.layout == Layout::Inplace {
-        eprintln!(
-            "mwdeploy: nothing to roll back to: {} uses the in-place layout \
-             (release_layout: inplace), which keeps no earlier release on the servers. \
-             To go back, return staging to the older commit (e.g. `git -C {} revert <commit>`, \
-             or check out the older commit) and redeploy it with \
-             `mwdeploy --rsync --servers all --rollout`. With release_layout: releases, a \
-             rollback is one atomic switch.",
-            config.file.display(),
-            config.staging_path.display()
-        );
-        return Ok(exit::USAGE);
-    }
-    let selected = select_servers(&config, names.as_deref())?;
-    let servers: Vec<_> = selected.iter().map(|&i| &config.servers[i]).collect();
-    let mut policy = config.policy();
-    // --parallel N: N servers at once, out of the pool together (an incident tool);
-    // else max_unavailable's worth.
-    let n = args.parallel.unwrap_or(policy.max_unavailable.max(1));
-    policy.parallel = n;
-    policy.max_unavailable = n;
-    policy.stages = vec![StageSize::Percent(100)];
-    policy.failure_budget = FailureBudget::Count(0);
-    if args.json {
-        policy.on_failure = mwdeploy_core::plan::OnFailure::Abort;
-    }
-
-    let message = args.message.clone().unwrap_or_default();
-    let _lock = match take_lock(&config.state_dir, &message) {
-        Ok(l) => l,
-        Err(code) => return Ok(code),
+    let spec = RollbackSpec {
+        servers: names,
+        to,
+        parallel: args.parallel,
+        fast: args.fast,
+        unattended: args.json,
+        message: args.message.clone(),
+        argv,
     };
-    let id = new_id("rollback");
+    match mwdeploy::rollback::check(&config, &spec) {
+        Ok(()) => {}
+        Err(e @ mwdeploy::rollback::RollbackRefused::InPlace { .. }) => {
+            eprintln!("mwdeploy: {e}");
+            return Ok(exit::USAGE);
+        }
+        Err(e) => return Err(CliError::Usage(e.to_string())),
+    }
     let output = if args.json {
         OutputMode::Json
     } else if args.no_tui {
@@ -96,87 +75,42 @@ pub(crate) fn run<W: Write>(
     };
     let runtime = crate::ops::runtime()?;
     runtime.block_on(async {
-        let refused = |what: &str, e: &dyn std::fmt::Display| {
-            eprintln!("mwdeploy: refused: {what}: {e}");
-            Ok(exit::REFUSED)
+        let controls = Controls::new();
+        let signals = tokio::spawn(crate::session::watch_signals(controls.clone()));
+        let id = new_id("rollback");
+        let (mut printer, dashboard) = Printer::for_run(output, id.as_str());
+        let prepared = {
+            let mut shown = Shown(&mut printer, out);
+            mwdeploy::rollback::prepare(&config, &spec, id, &controls, &mut shown, warn_on_stderr())
+                .await
         };
-        let hosts = match Hosts::new(config.ssh_defaults()) {
-            Ok(h) => Arc::new(h),
-            Err(e) => return refused("cannot prepare ssh", &e),
-        };
-        let rsync = rsync_config(&config, false)?;
-        let hooks = Arc::new(hooks_for(
-            &config,
-            servers.iter().copied(),
-            None,
-            hosts.clone(),
-            &rsync,
-        )?);
-        let transfer = RsyncTransfer::new(rsync, hosts.clone(), DeployInfo::new(id.as_str()))
-            .map_err(|e| CliError::Usage(format!("rsync: {e}")))?;
-        let canary = canary(&config, hosts.clone())?;
-        let pool: Arc<dyn PoolControl> = if args.fast {
-            Arc::new(NoPool)
-        } else {
-            match reachable_haproxy(&config, &hosts).await {
-                Ok(pool) => Arc::new(pool),
-                Err(_) => {
-                    hosts.close().await;
-                    return refused(
-                        "a proxy is unreachable",
-                        &"nothing was touched (--fast switches without the balancer)",
-                    );
+        let running = match prepared.and_then(|d| d.start()) {
+            Ok(r) => r,
+            Err(DeployError::Unreachable(proxies)) => {
+                signals.abort();
+                for p in &proxies {
+                    eprintln!("mwdeploy: {p}");
                 }
+                eprintln!(
+                    "mwdeploy: refused: a proxy is unreachable: nothing was touched \
+                     (--fast switches without the balancer)"
+                );
+                return Ok(exit::REFUSED);
+            }
+            Err(e) => {
+                signals.abort();
+                return crate::deploy::refusal(e);
             }
         };
-        let mut plan = Plan::new(
-            id.as_str(),
-            to.clone().unwrap_or_else(|| id.clone()),
-            Layout::Releases,
-            servers
-                .iter()
-                .map(|s| {
-                    let mut server = s.to_server();
-                    server.pooled = s.pooled && !args.fast;
-                    server.hooks = hooks.points(&server.id);
-                    server
-                })
-                .collect(),
-        );
-        plan.policy = policy;
-        plan.preflight = false;
-        plan.meta.flags = argv;
-        plan.meta.message = args.message.clone();
-        plan.meta.user = operator();
-
-        let notifier = notifier(
-            &config,
-            id.as_str(),
-            plan.servers.iter().map(|s| s.id.to_string()).collect(),
-            args.message.clone(),
-            false,
-        );
-        let mut session = match Session::open(&config, id.as_str(), output, false) {
-            Ok(s) => s,
-            Err(e) => return refused("cannot start", &e),
+        let shows = Shows {
+            dashboard,
+            exit_when_done: false,
+            printer,
+            output,
+            controls,
+            signals,
         };
-        if args.fast {
-            eprintln!(
-                "mwdeploy: --fast: the servers stay in the pool while their release is \
-                 switched back (the switch is atomic)"
-            );
-        }
-        session.record(Event::started(&plan), out);
-        let ports = Ports {
-            pool,
-            transfer: Arc::new(RollbackTransfer::new(transfer, to)),
-            health: Arc::new(canary),
-            hooks,
-            notifier,
-        };
-        let code = session.drive(plan, ports, out).await;
-        hosts.close().await;
-        code
+        Ok(shows.run(running, out).await)
     })
 }
 

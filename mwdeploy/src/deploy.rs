@@ -30,8 +30,9 @@ use crate::ports::{canary, hooks, notifier, reachable_haproxy, rsync_config, NoP
 use crate::request::DeployRequest;
 use crate::session::{new_id, take_lock, Controls, Observer, Prompter, Running, Session, Warn};
 
-/// A deploy whose steps before production are done: the lock held, staging pulled,
-/// synced and hooked; the machine not started yet.
+/// A run whose steps before production are done (a deploy's: the lock held, staging
+/// pulled, synced and hooked; a rollback's or a recovery's: the lock held, the journal
+/// open); the machine not started yet.
 pub struct Deployment {
     _lock: DeployLock,
     release: ReleaseId,
@@ -209,6 +210,25 @@ async fn ports(
 }
 
 impl Deployment {
+    /// A run ready to start: what [`prepare()`] (or a rollback's, a recovery's) made.
+    pub(crate) fn ready(
+        lock: DeployLock,
+        release: ReleaseId,
+        session: Session,
+        plan: Plan,
+        ports: Ports,
+        hosts: Arc<Hosts>,
+    ) -> Self {
+        Deployment {
+            _lock: lock,
+            release,
+            session,
+            plan,
+            ports,
+            hosts,
+        }
+    }
+
     /// The release (and deploy) id.
     pub fn release(&self) -> &ReleaseId {
         &self.release

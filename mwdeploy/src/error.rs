@@ -92,6 +92,9 @@ pub enum BuildError {
     /// The pool's settings are refused.
     #[error("haproxy: {0}")]
     Haproxy(#[source] Box<mwdeploy_haproxy::HaproxyError>),
+    /// The servers or options asked for are refused.
+    #[error("{0}")]
+    Request(String),
     /// ssh cannot be prepared (its private control directory).
     #[error("cannot prepare ssh: {0}")]
     Ssh(#[source] std::io::Error),

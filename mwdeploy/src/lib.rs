@@ -33,6 +33,7 @@ pub mod deploy;
 mod error;
 pub mod ports;
 pub mod request;
+pub mod rollback;
 pub mod session;
 
 pub use deploy::{deploy, Deployment};
