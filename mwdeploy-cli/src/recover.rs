@@ -1,103 +1,20 @@
-//! `mwdeploy recover`: finish what a killed deploy left. Every server the journals of
-//! unfinished deploys show out of the pool is made whole, canaried and repooled, through
-//! the same engine as a deploy; then the old journals are closed and the lock released.
-//!
-//! ```text
-//!  lock ──> journals without deploy_finished ──> left_out (depooled, not repooled)
-//!    │
-//!    ▼
-//!  engine run "<time>-recover<hex>" on those servers:
-//!    RecoverPool:     a server already out of the pool is not depooled again
-//!    RecoverTransfer: in place, a cut copy is copied again from staging; otherwise the
-//!                     live tree is left as it is (release layout: the switch is atomic)
-//!    post_activate hooks, canary, repool (release layout: a failing canary rolls back)
-//!    │
-//!    ▼
-//!  each old journal: a warning naming the recovery, then deploy_finished
-//! ```
+//! `mwdeploy recover`: the library's recovery ([`mwdeploy::recover`]) of what killed
+//! deploys left out of the pool, shown as every run ([`crate::session`]).
 //!
 //! Safe to run twice: a second run finds every journal finished and does nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::SystemTime;
 
-use async_trait::async_trait;
-use mwdeploy_core::event::{Record, ServerStatus};
-use mwdeploy_core::plan::{FailureBudget, OnFailure, StageSize};
-use mwdeploy_core::ports::{PoolControl, Progress};
-use mwdeploy_core::{
-    Event, Layout, Plan, PoolState, PortError, ReleaseId, Server, ServerId, Summary,
-};
-use mwdeploy_exec::Hosts;
-use mwdeploy_haproxy::HaproxyPool;
-use mwdeploy_rsync::RecoverTransfer;
-use mwdeploy_rsync::{DeployInfo, RsyncTransfer};
-use mwdeploy_runtime::driver::Ports;
-use mwdeploy_runtime::journal::{self, Journal};
+use mwdeploy::recover::{RecoverError, Recovery};
+use mwdeploy::session::Controls;
 
-use crate::adapters::{canary, hooks_for, notifier, reachable_haproxy, rsync_config};
 use crate::cli::RecoverArgs;
 use crate::error::CliError;
 use crate::exit;
 use crate::output::Output;
-use crate::request::{load_config, operator, OutputMode};
-use crate::session::{new_id, take_lock, Session};
-
-/// One unfinished deploy: its journal and what it left.
-#[derive(Debug)]
-struct Unfinished {
-    id: String,
-    layout: Layout,
-    release: Option<ReleaseId>,
-    started: Option<SystemTime>,
-    /// Each server's last state in the journal.
-    last: BTreeMap<ServerId, ServerStatus>,
-    /// Servers out of the pool, and whether their copy was cut.
-    left: Vec<(ServerId, bool)>,
-}
-
-/// The unfinished deploys of `state_dir`, oldest first.
-fn unfinished(state_dir: &Path) -> Result<Vec<Unfinished>, String> {
-    let ids = journal::list(state_dir).map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    for id in ids {
-        let read = journal::read(&journal::path(state_dir, &id)).map_err(|e| e.to_string())?;
-        if journal::is_finished(&read) {
-            continue;
-        }
-        let mut u = Unfinished {
-            id: id.clone(),
-            layout: Layout::Inplace,
-            release: None,
-            started: read.records.first().map(|r| r.ts),
-            last: BTreeMap::new(),
-            left: Vec::new(),
-        };
-        for r in &read.records {
-            match &r.event {
-                Event::DeployStarted {
-                    layout, release, ..
-                } => {
-                    u.layout = *layout;
-                    u.release = Some(release.clone());
-                }
-                Event::ServerState { server, state, .. } => {
-                    u.last.insert(server.clone(), *state);
-                }
-                _ => {}
-            }
-        }
-        u.left = journal::left_out(&read)
-            .into_iter()
-            .map(|l| (l.server, !l.copy_finished))
-            .collect();
-        out.push(u);
-    }
-    Ok(out)
-}
+use crate::request::{load_config, OutputMode};
+use crate::session::{new_id, warn_on_stderr, Printer, Shown, Shows};
 
 /// Runs `mwdeploy recover`; returns the exit code.
 pub(crate) fn run<W: Write>(
@@ -107,55 +24,23 @@ pub(crate) fn run<W: Write>(
     out: &mut Output<W>,
 ) -> Result<i32, CliError> {
     let config = load_config(config_file)?;
-    let _lock = match take_lock(&config.state_dir, "recover") {
-        Ok(l) => l,
-        Err(code) => {
+    let recovery = match Recovery::find(&config) {
+        Ok(r) => r,
+        Err(RecoverError::Lock(e)) => {
+            eprintln!("mwdeploy: {e}");
             eprintln!("mwdeploy: a running deploy puts its own servers back (see `mwdeploy log --latest --follow`)");
-            return Ok(code);
+            return Ok(exit::REFUSED);
         }
-    };
-    let found = match unfinished(&config.state_dir) {
-        Ok(f) => f,
+        Err(e @ RecoverError::LayoutChanged { .. }) => {
+            eprintln!("mwdeploy: {e}");
+            return Ok(exit::USAGE);
+        }
         Err(e) => {
-            eprintln!("mwdeploy: cannot read the journals: {e}");
+            eprintln!("mwdeploy: {e}");
             return Ok(exit::FAILED);
         }
     };
-    let mut targets: BTreeMap<ServerId, (bool, Option<ReleaseId>)> = BTreeMap::new();
-    for u in &found {
-        if u.layout != config.layout {
-            eprintln!(
-                "mwdeploy: deploy {} used the {} layout but {} now says release_layout: {}; \
-                 nothing was touched",
-                u.id,
-                u.layout,
-                config.file.display(),
-                config.layout
-            );
-            return Ok(exit::USAGE);
-        }
-        for (server, cut) in &u.left {
-            let t = targets
-                .entry(server.clone())
-                .or_insert((false, u.release.clone()));
-            t.0 |= *cut;
-        }
-    }
-    let unknown: Vec<&ServerId> = targets
-        .keys()
-        .filter(|s| config.server(s.as_str()).is_none())
-        .collect();
-    if !unknown.is_empty() {
-        eprintln!(
-            "mwdeploy: {} left out of the pool by a killed deploy but no longer in {}: put \
-             {} back by hand (`mwdeploy pool repool` needs it in the config); nothing was touched",
-            join(&unknown),
-            config.file.display(),
-            if unknown.len() == 1 { "it" } else { "them" }
-        );
-        return Ok(exit::FAILED);
-    }
-    if found.is_empty() {
+    if recovery.unfinished().is_empty() {
         out.bytes(b"nothing to recover: every deploy in the journal finished\n");
         return Ok(exit::OK);
     }
@@ -165,25 +50,66 @@ pub(crate) fn run<W: Write>(
     } else {
         OutputMode::Plain
     };
-    let runtime = crate::ops::runtime()?;
-    let code = if targets.is_empty() {
-        0
+    let nothing_out = recovery.servers().next().is_none();
+    let code = if nothing_out {
+        exit::OK
     } else {
-        runtime.block_on(recover(&config, &id, &targets, &found, output, argv, out))?
+        let runtime = crate::ops::runtime()?;
+        runtime.block_on(async {
+            let controls = Controls::new();
+            let signals = tokio::spawn(crate::session::watch_signals(controls.clone()));
+            let (mut printer, dashboard) = Printer::for_run(output, id.as_str());
+            let prepared = {
+                let mut shown = Shown(&mut printer, out);
+                recovery
+                    .prepare(
+                        &config,
+                        id.clone(),
+                        argv,
+                        &controls,
+                        &mut shown,
+                        warn_on_stderr(),
+                    )
+                    .await
+            };
+            match prepared.and_then(|d| d.start()) {
+                Ok(running) => {
+                    let shows = Shows {
+                        dashboard,
+                        exit_when_done: false,
+                        printer,
+                        output,
+                        controls,
+                        signals,
+                    };
+                    Ok(shows.run(running, out).await)
+                }
+                Err(mwdeploy::DeployError::Unreachable(proxies)) => {
+                    signals.abort();
+                    for p in &proxies {
+                        eprintln!("mwdeploy: {p}");
+                    }
+                    eprintln!(
+                        "mwdeploy: refused: a proxy is unreachable: nothing was touched; \
+                         every proxy must confirm each repool"
+                    );
+                    Ok(exit::REFUSED)
+                }
+                Err(e) => {
+                    signals.abort();
+                    crate::deploy::refusal(e)
+                }
+            }
+        })?
     };
-    // Close the old journals: a second run finds them finished.
-    for u in &found {
-        if let Err(e) = close(&config.state_dir, u, &id) {
-            eprintln!(
-                "mwdeploy: warning: cannot close the journal of {}: {e}",
-                u.id
-            );
-        }
+    for (journal, e) in recovery.close(&config, &id) {
+        eprintln!("mwdeploy: warning: cannot close the journal of {journal}: {e}");
     }
-    if targets.is_empty() {
+    if nothing_out {
         out.fmt(format_args!(
             "no server was left out of the pool; closed the journal of {}\n",
-            found
+            recovery
+                .unfinished()
                 .iter()
                 .map(|u| u.id.as_str())
                 .collect::<Vec<_>>()
@@ -191,218 +117,4 @@ pub(crate) fn run<W: Write>(
         ));
     }
     Ok(code)
-}
-
-fn join<T: std::fmt::Display>(items: &[T]) -> String {
-    items
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The engine run that puts `targets` back.
-async fn recover<W: Write>(
-    config: &crate::config::Config,
-    id: &ReleaseId,
-    targets: &BTreeMap<ServerId, (bool, Option<ReleaseId>)>,
-    found: &[Unfinished],
-    output: OutputMode,
-    argv: Vec<String>,
-    out: &mut Output<W>,
-) -> Result<i32, CliError> {
-    let refused = |what: &str, e: &dyn std::fmt::Display| {
-        eprintln!("mwdeploy: refused: {what}: {e}");
-        Ok(exit::REFUSED)
-    };
-    let servers: Vec<&crate::config::ServerConfig> = config
-        .servers
-        .iter()
-        .filter(|s| targets.contains_key(&s.name))
-        .collect();
-    let hosts = match Hosts::new(config.ssh_defaults()) {
-        Ok(h) => Arc::new(h),
-        Err(e) => return refused("cannot prepare ssh", &e),
-    };
-    let rsync = rsync_config(config, false)?;
-    let hooks = Arc::new(hooks_for(
-        config,
-        servers.iter().copied(),
-        None,
-        hosts.clone(),
-        &rsync,
-    )?);
-    let transfer = RsyncTransfer::new(rsync, hosts.clone(), DeployInfo::new(id.as_str()))
-        .map_err(|e| CliError::Usage(format!("rsync: {e}")))?;
-    let canary = canary(config, hosts.clone())?;
-    let pool = match reachable_haproxy(config, &hosts).await {
-        Ok(pool) => pool,
-        Err(_) => {
-            hosts.close().await;
-            return refused(
-                "a proxy is unreachable",
-                &"nothing was touched; every proxy must confirm each repool",
-            );
-        }
-    };
-
-    let n = u32::try_from(servers.len()).unwrap_or(u32::MAX).max(1);
-    let release = found
-        .iter()
-        .rev()
-        .find_map(|u| u.release.clone())
-        .unwrap_or_else(|| id.clone());
-    let mut plan = Plan::new(
-        id.as_str(),
-        release,
-        config.layout,
-        servers
-            .iter()
-            .map(|s| {
-                let mut server = s.to_server();
-                server.hooks = hooks.points(&server.id);
-                server
-            })
-            .collect(),
-    );
-    // They are out already: all at once, each one on its own (no prompt, no stop).
-    let mut policy = config.policy();
-    policy.parallel = n;
-    policy.max_unavailable = n;
-    policy.stages = vec![StageSize::Percent(100)];
-    policy.failure_budget = FailureBudget::Count(n);
-    policy.on_failure = OnFailure::Continue;
-    plan.policy = policy;
-    plan.preflight = false;
-    plan.meta.flags = argv;
-    plan.meta.message = Some(format!(
-        "recovering what {} left",
-        found
-            .iter()
-            .map(|u| u.id.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
-    plan.meta.user = operator();
-
-    let mut session = match Session::open(config, id.as_str(), output, false) {
-        Ok(s) => s,
-        Err(e) => return refused("cannot start", &e),
-    };
-    {
-        session.record(Event::started(&plan), out);
-        for (server, (cut, _)) in targets {
-            let detail = if *cut {
-                "left out of the pool with its copy cut: copied again from staging".to_string()
-            } else if config.layout == Layout::Releases {
-                "left out of the pool: its live release is whole (the switch is atomic)".to_string()
-            } else {
-                "left out of the pool: its copy had finished".to_string()
-            };
-            session.record(
-                Event::Warning {
-                    server: Some(server.clone()),
-                    detail,
-                },
-                out,
-            );
-        }
-    }
-    let recopy: BTreeSet<ServerId> = targets
-        .iter()
-        .filter(|(_, (cut, _))| *cut)
-        .map(|(s, _)| s.clone())
-        .collect();
-    let notifier = notifier(
-        config,
-        id.as_str(),
-        targets.keys().map(ToString::to_string).collect(),
-        plan.meta.message.clone(),
-        false,
-    );
-    let ports = Ports {
-        pool: Arc::new(RecoverPool(pool)),
-        transfer: Arc::new(RecoverTransfer::new(
-            transfer,
-            recopy,
-            config.layout == Layout::Releases,
-        )),
-        health: Arc::new(canary),
-        hooks,
-        notifier,
-    };
-    let code = session.drive(plan, ports, out).await;
-    hosts.close().await;
-    code
-}
-
-/// Appends to `u`'s journal that recovery `by` took over, and its end.
-fn close(state_dir: &Path, u: &Unfinished, by: &ReleaseId) -> Result<(), String> {
-    let path = journal::path(state_dir, &u.id);
-    journal::cut_torn_tail(&path).map_err(|e| e.to_string())?;
-    let mut j = Journal::create(state_dir, &u.id).map_err(|e| e.to_string())?;
-    let now = SystemTime::now();
-    let mine: Vec<&ServerId> = u.left.iter().map(|(s, _)| s).collect();
-    let detail = if mine.is_empty() {
-        format!("the deploy did not finish (killed?); closed by {by}: no server was left out of the pool")
-    } else {
-        format!(
-            "the deploy did not finish (killed?); {by} took over {} (see its journal)",
-            join(&mine)
-        )
-    };
-    let mut summary = Summary::default();
-    for state in u.last.values() {
-        let state = match state {
-            s if s.is_final() => *s,
-            _ => ServerStatus::Skipped,
-        };
-        summary.count(state);
-    }
-    for event in [
-        Event::Warning {
-            server: None,
-            detail,
-        },
-        Event::DeployFinished {
-            summary,
-            duration_s: u
-                .started
-                .and_then(|s| now.duration_since(s).ok())
-                .map_or(0.0, |d| d.as_secs_f64()),
-            verdict: mwdeploy_core::Verdict::Failed,
-        },
-    ] {
-        j.append(&Record {
-            ts: now,
-            deploy: u.id.clone(),
-            event,
-        })
-        .map_err(|e| e.to_string())?;
-    }
-    Ok(())
-}
-
-/// HAProxy, but a server that is already out of the pool is not depooled again (a
-/// drain would take it out of maintenance first).
-#[derive(Debug)]
-struct RecoverPool(HaproxyPool);
-
-#[async_trait]
-impl PoolControl for RecoverPool {
-    async fn depool(&self, server: &Server, progress: &Progress) -> Result<(), PortError> {
-        if self.0.state(server).await? == PoolState::Maint {
-            return Ok(());
-        }
-        self.0.depool(server, progress).await
-    }
-    async fn repool(&self, server: &Server, progress: &Progress) -> Result<(), PortError> {
-        self.0.repool(server, progress).await
-    }
-    async fn state(&self, server: &Server) -> Result<PoolState, PortError> {
-        self.0.state(server).await
-    }
-    async fn states(&self) -> Result<Vec<(ServerId, PoolState)>, PortError> {
-        self.0.states().await
-    }
 }

@@ -3,13 +3,13 @@
 //! operator's prompts on the line; SIGINT and SIGTERM as a graceful stop.
 //!
 //! ```text
-//!  Session::open ──> the library's session (journal, log file), printer, signal watcher
-//!                    (SIGINT/SIGTERM ──> Controls::interrupt; SIGHUP: no terminal)
-//!       │ record(): the runner's own records before the machine starts
+//!  Controls + watch_signals (SIGINT/SIGTERM ──> Controls::interrupt; SIGHUP: no terminal)
+//!  Printer::for_run ──> Shown (the library's Observer): the records before the machine
+//!       │ (deploy::prepare, rollback::prepare, Recovery::prepare)
 //!       ▼
-//!  Session::drive(plan, ports) ──> Running ──> records ──> printer (plain | JSON lines)
-//!                                     ▲                    or the dashboard
-//!                                     └── prompts: the operator on a terminal, else no
+//!  Shows::run(Running) ──> records ──> printer (plain | JSON lines) or the dashboard
+//!                             ▲
+//!                             └── prompts: the operator on a terminal, else no
 //!       ▼
 //!  summary line, servers left out ──> the exit code
 //! ```
@@ -19,13 +19,10 @@ use std::time::{Duration, Instant};
 
 use mwdeploy::session::{Controls, Reply, Running};
 use mwdeploy_core::event::Record;
-use mwdeploy_core::{Decision, Event, Plan, Report, Summary};
-use mwdeploy_runtime::driver::Ports;
+use mwdeploy_core::{Decision, Event, Report, Summary};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
-use crate::error::CliError;
 use crate::output::Output;
 use crate::render::{Clean, JsonLines, PlainLines};
 use crate::request::OutputMode;
@@ -109,95 +106,7 @@ impl<W: Write> mwdeploy::session::Observer for Shown<'_, W> {
     }
 }
 
-/// An engine run's journal, log file, output and signals.
-pub(crate) struct Session {
-    inner: mwdeploy::session::Session,
-    /// The dashboard is shown (a terminal, neither `--json` nor `--no-tui`).
-    dashboard: bool,
-    exit_when_done: bool,
-    printer: Printer,
-    output: OutputMode,
-    controls: Controls,
-    signals: JoinHandle<()>,
-}
-
-impl Session {
-    /// Opens the journal of run `id` in `config.state_dir`, the log file (not with
-    /// `no_log`) and starts watching for signals. Call it inside the tokio runtime.
-    pub(crate) fn open(
-        config: &Config,
-        id: &str,
-        output: OutputMode,
-        no_log: bool,
-    ) -> Result<Session, String> {
-        let controls = Controls::new();
-        let inner =
-            mwdeploy::session::Session::open(config, id, no_log, &controls, warn_on_stderr())
-                .map_err(|e| e.to_string())?;
-        Ok(Session::around(inner, controls, output))
-    }
-
-    /// The command's view of the library's session `inner`, run with `controls`:
-    /// starts watching for signals.
-    pub(crate) fn around(
-        inner: mwdeploy::session::Session,
-        controls: Controls,
-        output: OutputMode,
-    ) -> Session {
-        let signals = tokio::spawn(watch_signals(controls.clone()));
-        let (printer, dashboard) = Printer::for_run(output, inner.id());
-        Session {
-            inner,
-            dashboard,
-            exit_when_done: false,
-            printer,
-            output,
-            controls,
-            signals,
-        }
-    }
-
-    /// Records `event` (journal, log file, output): the runner's own steps before the
-    /// machine starts.
-    pub(crate) fn record<W: Write>(&mut self, event: Event, out: &mut Output<W>) {
-        self.inner.record(event, &mut Shown(&mut self.printer, out));
-    }
-
-    /// Runs `plan` on `ports` to the end: records to the journal, log file and output,
-    /// prompts answered by the operator on a terminal (else no), SIGINT/SIGTERM as a
-    /// graceful stop. Prints the summary line (not under `--json`); returns the exit
-    /// code of the report.
-    pub(crate) async fn drive<W: Write>(
-        self,
-        plan: Plan,
-        ports: Ports,
-        out: &mut Output<W>,
-    ) -> Result<i32, CliError> {
-        let Session {
-            inner,
-            dashboard,
-            exit_when_done,
-            printer,
-            output,
-            controls,
-            signals,
-        } = self;
-        let running = inner
-            .start(plan, ports)
-            .map_err(|e| CliError::Usage(e.to_string()))?;
-        let shown = Shows {
-            dashboard,
-            exit_when_done,
-            printer,
-            output,
-            controls,
-            signals,
-        };
-        Ok(shown.run(running, out).await)
-    }
-}
-
-/// How a started run is shown: what [`Session::drive`] and a deploy share.
+/// How a started run (a deploy, a rollback, a recovery) is shown.
 pub(crate) struct Shows {
     pub(crate) dashboard: bool,
     pub(crate) exit_when_done: bool,

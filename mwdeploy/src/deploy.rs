@@ -34,7 +34,8 @@ use crate::session::{new_id, take_lock, Controls, Observer, Prompter, Running, S
 /// pulled, synced and hooked; a rollback's or a recovery's: the lock held, the journal
 /// open); the machine not started yet.
 pub struct Deployment {
-    _lock: DeployLock,
+    /// The deploy lock, held until the report (a recovery holds its own).
+    _lock: Option<DeployLock>,
     release: ReleaseId,
     session: Session,
     plan: Plan,
@@ -166,14 +167,14 @@ pub async fn prepare(
         hooks,
         notifier,
     };
-    Ok(Deployment {
-        _lock: lock,
+    Ok(Deployment::ready(
+        Some(lock),
         release,
         session,
         plan,
         ports,
         hosts,
-    })
+    ))
 }
 
 /// The ports of `req` but the transfer (which staging's steps decide): rsync's settings,
@@ -212,7 +213,7 @@ async fn ports(
 impl Deployment {
     /// A run ready to start: what [`prepare()`] (or a rollback's, a recovery's) made.
     pub(crate) fn ready(
-        lock: DeployLock,
+        lock: Option<DeployLock>,
         release: ReleaseId,
         session: Session,
         plan: Plan,

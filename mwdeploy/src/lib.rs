@@ -32,6 +32,7 @@ pub mod config;
 pub mod deploy;
 mod error;
 pub mod ports;
+pub mod recover;
 pub mod request;
 pub mod rollback;
 pub mod session;

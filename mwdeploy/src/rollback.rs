@@ -184,5 +184,12 @@ pub async fn prepare(
         hooks,
         notifier,
     };
-    Ok(Deployment::ready(lock, id, session, plan, ports, hosts))
+    Ok(Deployment::ready(
+        Some(lock),
+        id,
+        session,
+        plan,
+        ports,
+        hosts,
+    ))
 }
