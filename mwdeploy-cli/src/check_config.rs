@@ -17,13 +17,13 @@ use std::process::Command;
 
 use mwdeploy_exec::{Cmd, Hosts};
 
-use crate::adapters::haproxy;
 use crate::config::Config;
 use crate::error::CliError;
 use crate::exit;
 use crate::output::Output;
 use crate::render::Clean;
 use crate::request::load_config;
+use mwdeploy::ports::haproxy;
 
 /// The web server's user on Debian: it must not be able to change the staging checkout
 /// (whatever it writes there is deployed to every server).

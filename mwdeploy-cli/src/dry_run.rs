@@ -18,13 +18,13 @@ use mwdeploy_exec::{shell_join, Hosts};
 use mwdeploy_rsync::{DeployInfo, RsyncTransfer};
 use serde_json::{json, Value};
 
-use crate::adapters::{canary_curl, haproxy, rsync_config};
 use crate::config::{Config, ServerConfig};
 use crate::error::CliError;
 use crate::exit;
 use crate::output::Output;
 use crate::render::{count, Clean};
 use crate::request::{DeployRequest, OutputMode, SyncScope, Versions};
+use mwdeploy::ports::{canary_curl, haproxy, rsync_config};
 use mwdeploy_mediawiki::git::{Git, PullSpec};
 use mwdeploy_mediawiki::patch;
 

@@ -52,7 +52,6 @@ macro_rules! eprintln {
     };
 }
 
-mod adapters;
 mod check_config;
 mod cli;
 mod demo;

@@ -9,28 +9,23 @@
 //!  repool: the server's canary first (--force skips it), then ready, confirmed serving
 //! ```
 //!
-//! The viewer's pool menu runs the same [`change`], on a task of its dashboard.
+//! The change itself is the library's ([`mwdeploy::pool::change`]); the viewer's pool
+//! menu runs the same, on a task of its dashboard.
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::SystemTime;
 
-use mwdeploy_core::event::{PoolAction, PoolPhase, Record};
+use mwdeploy::pool::{change, pooled_server, Outcome};
+use mwdeploy_core::event::Record;
 use mwdeploy_core::model::validate_name;
-use mwdeploy_core::ports::{HealthCheck, PoolControl, Progress};
-use mwdeploy_core::{Event, Health, Plan, Server, ServerStatus, Summary, Verdict};
-use mwdeploy_exec::Hosts;
-use mwdeploy_runtime::journal::Journal;
+use mwdeploy_core::Event;
 
-use crate::adapters::{canary, reachable_haproxy};
 use crate::cli::{PoolArgs, PoolCommand};
-use crate::config::Config;
 use crate::error::CliError;
 use crate::exit;
 use crate::output::Output;
-use crate::request::{load_config, operator};
-use crate::session::{new_id, take_lock};
+use crate::request::load_config;
+use crate::session::{take_lock, warn_on_stderr};
 
 /// Runs `mwdeploy pool ...`; returns the exit code.
 pub(crate) fn run<W: Write>(
@@ -74,6 +69,7 @@ pub(crate) fn run<W: Write>(
                 out.flush();
             }
         },
+        &warn_on_stderr(),
     ));
     Ok(match outcome {
         Outcome::Done(line) => {
@@ -90,189 +86,4 @@ pub(crate) fn run<W: Write>(
         }
         Outcome::Unusable(why) => return Err(CliError::Usage(why)),
     })
-}
-
-/// `name` as a server behind the proxies, or why it cannot be depooled or repooled.
-pub(crate) fn pooled_server(config: &Config, name: &str) -> Result<Server, String> {
-    let Some(sc) = config.server(name) else {
-        return Err(format!(
-            "{name:?} is not a server of {} (mw_servers)",
-            config.file.display()
-        ));
-    };
-    if !sc.pooled {
-        return Err(format!(
-            "server {name} is not behind the proxies (pooled: false in {})",
-            config.file.display()
-        ));
-    }
-    if config.proxies.is_empty() {
-        return Err(format!("{} lists no proxy_servers", config.file.display()));
-    }
-    Ok(sc.to_server())
-}
-
-/// What a pool change came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    /// Changed and confirmed on every proxy; the line that says so.
-    Done(String),
-    /// Nothing was changed (ssh cannot be prepared, a proxy is unreachable).
-    Refused(String),
-    /// The canary failed (not repooled), or the change failed.
-    Failed(String),
-    /// The config cannot do it (the canary, the journal).
-    Unusable(String),
-}
-
-/// Depools (`depool`) or repools `server` on every proxy and backend, confirmed, the
-/// canary first for a repool (unless `force`); journaled as its own run (`argv` its
-/// flags), each record also given to `seen`. The caller holds the deploy lock.
-pub(crate) async fn change(
-    config: &Config,
-    server: &Server,
-    depool: bool,
-    force: bool,
-    argv: Vec<String>,
-    // Generic, not `dyn`: the viewer's is `Send` (its task's future must be), the
-    // command's borrows stdout (which is not).
-    seen: &mut impl FnMut(&Record),
-) -> Outcome {
-    let name = server.id.as_str();
-    let what = if depool { "depool" } else { "repool" };
-    let hosts = match Hosts::new(config.ssh_defaults()) {
-        Ok(h) => Arc::new(h),
-        Err(e) => return Outcome::Refused(format!("cannot prepare ssh: {e}")),
-    };
-    let pool = match reachable_haproxy(config, &hosts).await {
-        Ok(p) => p,
-        Err(_) => {
-            hosts.close().await;
-            return Outcome::Refused("a proxy is unreachable; nothing was changed".into());
-        }
-    };
-    let id = new_id("pool");
-    let mut journal = match Journal::create(&config.state_dir, id.as_str()) {
-        Ok(j) => j,
-        Err(e) => {
-            hosts.close().await;
-            return Outcome::Unusable(format!("cannot open the journal: {e}"));
-        }
-    };
-    let started = SystemTime::now();
-    let mut record = |event: Event| {
-        let r = Record {
-            ts: SystemTime::now(),
-            deploy: id.as_str().to_string(),
-            event,
-        };
-        if let Err(e) = journal.append(&r) {
-            eprintln!("mwdeploy: journal: {e}");
-        }
-        seen(&r);
-    };
-    let mut plan = Plan::new(id.as_str(), id.clone(), config.layout, vec![server.clone()]);
-    plan.meta.flags = argv;
-    plan.meta.user = operator();
-    record(Event::started(&plan));
-    let progress = Progress::discard(server.id.clone());
-
-    let mut failure = None;
-    if !depool && !force {
-        let canary = match canary(config, hosts.clone()) {
-            Ok(c) => c,
-            Err(e) => {
-                hosts.close().await;
-                return Outcome::Unusable(e.to_string());
-            }
-        };
-        let mut passed = false;
-        for attempt in 1..=config.canary.attempts.max(1) {
-            let health = canary.check(server, &progress).await;
-            let (ok, status, detail) = match &health {
-                Health::Healthy => (true, None, "ok".to_string()),
-                Health::Unhealthy { reason, status } => (false, *status, reason.clone()),
-                Health::Unknown { reason } => (false, None, reason.clone()),
-                other => (false, None, format!("{other:?}")),
-            };
-            record(Event::Canary {
-                server: server.id.clone(),
-                attempt,
-                ok,
-                status,
-                detail,
-            });
-            if ok {
-                passed = true;
-                break;
-            }
-            if attempt < config.canary.attempts {
-                tokio::time::sleep(config.canary.retry_pause).await;
-            }
-        }
-        if !passed {
-            failure = Some(format!(
-                "{name} failed its canary: not repooled, it stays out of the pool \
-                 (--force repools it without the canary)"
-            ));
-        }
-    }
-    let action = if depool {
-        PoolAction::Depool
-    } else {
-        PoolAction::Repool
-    };
-    if failure.is_none() {
-        record(Event::Pool {
-            server: server.id.clone(),
-            proxy: None,
-            backend: None,
-            action,
-            phase: PoolPhase::Intent,
-            ok: None,
-            detail: None,
-        });
-        let result = if depool {
-            pool.depool(server, &progress).await
-        } else {
-            pool.repool(server, &progress).await
-        };
-        let error = result.err().map(|e| e.to_string());
-        record(Event::Pool {
-            server: server.id.clone(),
-            proxy: None,
-            backend: None,
-            action,
-            phase: PoolPhase::Result,
-            ok: Some(error.is_none()),
-            detail: error.clone(),
-        });
-        failure = error.map(|e| format!("{name}: {what} failed: {e}"));
-    }
-    let mut summary = Summary::default();
-    summary.count(if failure.is_none() {
-        ServerStatus::Done
-    } else {
-        ServerStatus::Failed
-    });
-    record(Event::DeployFinished {
-        summary,
-        duration_s: started.elapsed().map_or(0.0, |d| d.as_secs_f64()),
-        verdict: if failure.is_none() {
-            Verdict::Done
-        } else {
-            Verdict::Failed
-        },
-    });
-    hosts.close().await;
-    if let Some(why) = failure {
-        return Outcome::Failed(why);
-    }
-    let proxies: Vec<&str> = config.proxies.iter().map(|p| p.name.as_str()).collect();
-    Outcome::Done(format!(
-        "{name}: {} on {} (backend {}), confirmed",
-        if depool { "depooled" } else { "repooled" },
-        proxies.join(", "),
-        config.haproxy_backends.join(", ")
-    ))
 }

@@ -20,7 +20,7 @@ use mwdeploy_runtime::lock::{DeployLock, Holder, LockError};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::config::Config;
-use crate::pool::{change, pooled_server, Outcome};
+use mwdeploy::pool::{change, pooled_server, Outcome};
 
 /// A note for the dashboard's notice line and `server`'s log (`pool: ...`).
 fn note(server: &str, text: &str) -> Record {
@@ -86,7 +86,17 @@ pub(crate) fn start(
                 let _ = notes.send(r.clone());
             }
         };
-        match change(&config, &target, depool, false, argv, &mut seen).await {
+        match change(
+            &config,
+            &target,
+            depool,
+            false,
+            argv,
+            &mut seen,
+            &crate::session::warn_on_stderr(),
+        )
+        .await
+        {
             // The pool result record says it.
             Outcome::Done(_) => {}
             Outcome::Refused(why) => {

@@ -267,8 +267,6 @@ pub(crate) fn load_config(config_file: Option<&Path>) -> Result<Config, CliError
     Ok(config)
 }
 
-pub(crate) use mwdeploy::request::operator;
-
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;

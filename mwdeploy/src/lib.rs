@@ -31,6 +31,7 @@
 pub mod config;
 pub mod deploy;
 mod error;
+pub mod pool;
 pub mod ports;
 pub mod recover;
 pub mod request;

@@ -13,13 +13,13 @@ use mwdeploy_exec::Hosts;
 use mwdeploy_rsync::{DeployInfo, Live, Manifest, ManifestScope, RsyncTransfer, ServerReleases};
 
 use super::table::Table;
-use crate::adapters::rsync_config;
 use crate::cli::ReleasesArgs;
 use crate::config::Config;
 use crate::error::CliError;
 use crate::exit;
 use crate::output::Output;
 use crate::render::{count, Clean};
+use mwdeploy::ports::rsync_config;
 
 /// Runs `mwdeploy releases`; returns the exit code.
 pub(crate) fn run<W: Write>(

@@ -22,12 +22,12 @@ use mwdeploy_rsync::ServerReleases;
 use serde_json::{json, Map, Value};
 
 use super::table::Table;
-use crate::adapters::haproxy;
 use crate::cli::StatusArgs;
 use crate::error::CliError;
 use crate::exit;
 use crate::output::Output;
 use crate::render::{count, Clean};
+use mwdeploy::ports::haproxy;
 
 /// Runs `mwdeploy status`; returns the exit code.
 pub(crate) fn run<W: Write>(
