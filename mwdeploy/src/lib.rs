@@ -34,9 +34,12 @@ mod error;
 pub mod pool;
 pub mod ports;
 pub mod recover;
+pub mod releases;
 pub mod request;
 pub mod rollback;
 pub mod session;
+pub mod status;
+mod table;
 
 pub use deploy::{deploy, Deployment};
 pub use error::{BuildError, ConfigError, DeployError, LockRefused, SessionError};

@@ -20,7 +20,6 @@ pub(crate) mod lock;
 pub(crate) mod log;
 pub(crate) mod releases;
 pub(crate) mod status;
-mod table;
 
 use crate::config::Config;
 use crate::error::CliError;
@@ -36,15 +35,6 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .map_err(CliError::Output)
 }
 
-/// `error` without a leading `<what>: ` that only repeats what the line already names
-/// (`server mw2: cannot reach ...` shown under mw2).
-pub(crate) fn unprefixed<'a>(error: &'a str, what: &str) -> &'a str {
-    error
-        .strip_prefix(what)
-        .and_then(|rest| rest.strip_prefix(": "))
-        .unwrap_or(error)
-}
-
 /// `--servers LIST|all`: indices into `config.servers`, in config order. Each name is
 /// checked as a name before it is looked up, and must be a server of the config.
 pub(crate) fn select_servers(
@@ -53,18 +43,4 @@ pub(crate) fn select_servers(
 ) -> Result<Vec<usize>, CliError> {
     let names = crate::request::server_names(names)?;
     crate::request::select_servers(config, names.as_deref())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_prefix_naming_the_subject_again_is_dropped() {
-        let e = "server mw2: cannot reach root@h over ssh";
-        assert_eq!(
-            super::unprefixed(e, "server mw2"),
-            "cannot reach root@h over ssh"
-        );
-        assert_eq!(super::unprefixed(e, "server mw3"), e);
-        assert_eq!(super::unprefixed(e, "server mw"), e);
-    }
 }
