@@ -140,10 +140,7 @@ pub(crate) fn run<W: Write>(
 
 /// Whether ssh failed on the host key (unknown, or changed).
 fn host_key_problem(error: &str) -> bool {
-    error.contains("Host key verification failed")
-        || error.contains("No ED25519 host key is known")
-        || error.contains("host key for")
-        || error.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+    mwdeploy_exec::ssh_failure_kind(error) == Some(mwdeploy_exec::FailureKind::HostKey)
 }
 
 /// `ssh-keyscan` of `host`: its key lines as a known_hosts file would hold them. Nothing

@@ -190,7 +190,85 @@ pub enum ExecError {
     BadOption(String),
 }
 
+/// What kind of failure an [`ExecError`] is: what an operator has to fix, told apart
+/// without grepping its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// ssh refused the server's host key (unknown, or changed): check it with the
+    /// server's owner.
+    HostKey,
+    /// ssh could not log in (key not accepted, no agent, a password asked for).
+    Auth,
+    /// Nothing listens there (connection refused).
+    Refused,
+    /// The host's name does not resolve, or there is no route to it.
+    Unreachable,
+    /// The connection or the command timed out.
+    Timeout,
+    /// ssh failed for another reason (its exit status 255).
+    Ssh,
+    /// The command ran and failed on its own.
+    Command,
+    /// The program could not be started here.
+    NotStarted,
+    /// Its input or output broke.
+    Io,
+    /// The command, a name or an option was refused before it ran.
+    Invalid,
+}
+
+/// The kind of an ssh failure from ssh's own words (its last line on stderr), or `None`
+/// when they name none of them.
+pub fn ssh_failure_kind(detail: &str) -> Option<FailureKind> {
+    let d = detail.to_ascii_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| d.contains(w));
+    Some(
+        if has(&[
+            "host key verification failed",
+            "host key is known",
+            "host key for",
+            "remote host identification has changed",
+        ]) {
+            FailureKind::HostKey
+        } else if has(&["permission denied", "too many authentication failures"]) {
+            FailureKind::Auth
+        } else if has(&["connection refused"]) {
+            FailureKind::Refused
+        } else if has(&[
+            "could not resolve hostname",
+            "name or service not known",
+            "no route to host",
+            "network is unreachable",
+        ]) {
+            FailureKind::Unreachable
+        } else if has(&["timed out", "timeout"]) {
+            FailureKind::Timeout
+        } else {
+            return None;
+        },
+    )
+}
+
 impl ExecError {
+    /// What kind of failure it is. A command run over ssh that exits with 255 is ssh's
+    /// own failure, told apart by ssh's words; any other exit status is the command's.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            ExecError::Spawn { .. } => FailureKind::NotStarted,
+            ExecError::Io { .. } => FailureKind::Io,
+            ExecError::Failed {
+                host, code, detail, ..
+            } if host != "local" && *code == Some(255) => {
+                ssh_failure_kind(detail).unwrap_or(FailureKind::Ssh)
+            }
+            ExecError::Failed { .. } => FailureKind::Command,
+            ExecError::Empty | ExecError::BadName(_) | ExecError::BadOption(_) => {
+                FailureKind::Invalid
+            }
+        }
+    }
+
     /// `Ok(output)` if it succeeded, else [`ExecError::Failed`] with its last words.
     pub fn check(host: &str, cmd: &Cmd, output: Output) -> Result<Output, ExecError> {
         if output.success() {
@@ -643,6 +721,64 @@ pub fn shell_join(argv: &[String]) -> String {
         .map(|a| shell_quote(a))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    fn failed(host: &str, code: i32, detail: &str) -> ExecError {
+        ExecError::Failed {
+            host: host.into(),
+            cmd: "true".into(),
+            code: Some(code),
+            detail: detail.into(),
+        }
+    }
+
+    #[test]
+    fn ssh_failures_are_told_apart_by_kind() {
+        let at = "deploy@mw1";
+        for (detail, kind) in [
+            ("Host key verification failed.", FailureKind::HostKey),
+            (
+                "@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@",
+                FailureKind::HostKey,
+            ),
+            (
+                "deploy@mw1: Permission denied (publickey).",
+                FailureKind::Auth,
+            ),
+            (
+                "ssh: connect to host mw1 port 22: Connection refused",
+                FailureKind::Refused,
+            ),
+            (
+                "ssh: Could not resolve hostname mw9: Name or service not known",
+                FailureKind::Unreachable,
+            ),
+            (
+                "ssh: connect to host mw1 port 22: Connection timed out",
+                FailureKind::Timeout,
+            ),
+            (
+                "kex_exchange_identification: read: Connection reset",
+                FailureKind::Ssh,
+            ),
+        ] {
+            assert_eq!(failed(at, 255, detail).kind(), kind, "{detail}");
+        }
+        // The command's own failure, even when its words look like ssh's.
+        assert_eq!(
+            failed(at, 1, "Permission denied").kind(),
+            FailureKind::Command
+        );
+        assert_eq!(
+            failed("local", 255, "Connection refused").kind(),
+            FailureKind::Command
+        );
+        assert_eq!(ExecError::Empty.kind(), FailureKind::Invalid);
+    }
 }
 
 #[cfg(test)]
