@@ -1056,3 +1056,78 @@ async fn a_non_root_deploy_user_with_sudo_deploys_end_to_end_and_keeps_hard_link
     hosts.close().await;
     drop(user);
 }
+
+/// The transfers that wrap rsync's (a rollback's, a recovery's, the in-place warm-up)
+/// and the hooks pass the same conformance suite against the real fleet.
+#[tokio::test]
+async fn every_transfer_of_the_crate_and_its_hooks_conform_against_real_rsync() {
+    use std::sync::Arc;
+
+    use mwdeploy_rsync::{RecoverTransfer, RollbackTransfer, WarmAhead};
+    use mwdeploy_sim::conformance::{
+        hook_failure_names_its_point, hook_without_commands_is_a_no_op,
+    };
+
+    let fleet = fleet(1, 0, Layout::Releases);
+    let mw1 = server(&fleet, 0);
+    let t = transfer(&fleet, config(&fleet, Layout::Releases));
+    // Two releases on the server, so that a rollback has somewhere to go.
+    // (A release id holds the time it was made: each is made once.)
+    let (r1, r2, r3) = (release(1), release(2), release(3));
+    for (n, r) in [(1, &r1), (2, &r2)] {
+        write_stamp(fleet.staging().path(), &format!("c{n}")).unwrap();
+        let p = quiet(&mw1);
+        t.copy(&mw1, r, &p).await.unwrap();
+        t.activate(&mw1, r, &p).await.unwrap();
+    }
+    // A rollback's transfer: its "activate" goes back to c1, its rollback to c2 again.
+    let back = RollbackTransfer::new(transfer(&fleet, config(&fleet, Layout::Releases)), None);
+    within(
+        "rollback transfer",
+        transfer_copy_activate_rollback(&back, &mw1, &r1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stamp(&fleet, 0), "c2");
+    // A recovery's: copies nothing for a whole server, rolls back as rsync's does.
+    let recover = RecoverTransfer::new(
+        transfer(&fleet, config(&fleet, Layout::Releases)),
+        BTreeSet::new(),
+        true,
+    );
+    within(
+        "recover transfer",
+        transfer_copy_activate_rollback(&recover, &mw1, &live(&fleet, 0)),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    // The warm-up passes everything through.
+    write_stamp(fleet.staging().path(), "c3").unwrap();
+    let plan = mwdeploy_core::Plan::new("warm", r3.clone(), Layout::Releases, vec![mw1.clone()]);
+    let warm = WarmAhead::new(
+        Arc::new(transfer(&fleet, config(&fleet, Layout::Releases))),
+        hosts(&fleet),
+        &plan,
+    );
+    within(
+        "warm transfer",
+        transfer_copy_activate_rollback(&warm, &mw1, &r3),
+    )
+    .await
+    .unwrap();
+
+    // Hooks: none at a point is a no-op; a failing one names its point.
+    let none = Hooks::new(hosts(&fleet), &config(&fleet, Layout::Releases)).unwrap();
+    hook_without_commands_is_a_no_op(&none, &mw1, HookPoint::PostRepool, &r3)
+        .await
+        .unwrap();
+    let failing = Hooks::new(hosts(&fleet), &config(&fleet, Layout::Releases))
+        .unwrap()
+        .global(HookPoint::PostRepool, vec![vec!["false".to_string()]])
+        .unwrap();
+    let mut hooked = mw1.clone();
+    hooked.hooks = failing.points(&mw1.id);
+    hook_failure_names_its_point(&failing, &hooked, HookPoint::PostRepool, &r3)
+        .await
+        .unwrap();
+}

@@ -5,8 +5,11 @@
 //! Each check takes a port and a server the caller has prepared as the check says,
 //! and returns `Err` with what was wrong.
 
-use mwdeploy_core::model::{Health, PoolState, ReleaseId, Server};
-use mwdeploy_core::ports::{HealthCheck, PoolControl, Progress, Transfer};
+use std::time::Duration;
+
+use mwdeploy_core::event::Summary;
+use mwdeploy_core::model::{Health, HookPoint, PoolState, ReleaseId, Server};
+use mwdeploy_core::ports::{HealthCheck, Hook, Note, Notifier, PoolControl, Progress, Transfer};
 
 /// A broken promise of a port.
 pub type Failure = String;
@@ -112,6 +115,79 @@ pub async fn transfer_copy_activate_rollback(
         .map_err(|e| format!("rollback: {e}"))?;
     if &back == release {
         return Err(format!("rollback on {} left {release} live", server.id));
+    }
+    Ok(())
+}
+
+/// A hook at a point `server` has no command for does nothing, and succeeds: the machine
+/// asks only where the server's hooks say, but a call anyway must not fail a server.
+pub async fn hook_without_commands_is_a_no_op(
+    hook: &dyn Hook,
+    server: &Server,
+    point: HookPoint,
+    release: &ReleaseId,
+) -> Result<(), Failure> {
+    let progress = Progress::discard(server.id.clone());
+    hook.run(server, point, release, &progress)
+        .await
+        .map_err(|e| format!("{point} on {} with no command: {e}", server.id))
+}
+
+/// A hook whose command fails at `point` is an error, and says which point.
+pub async fn hook_failure_names_its_point(
+    hook: &dyn Hook,
+    server: &Server,
+    point: HookPoint,
+    release: &ReleaseId,
+) -> Result<(), Failure> {
+    let progress = Progress::discard(server.id.clone());
+    match hook.run(server, point, release, &progress).await {
+        Ok(()) => Err(format!(
+            "{point} on {}: a failing hook succeeded",
+            server.id
+        )),
+        Err(e) if e.to_string().contains(point.as_str()) => Ok(()),
+        Err(e) => Err(format!(
+            "{point} on {}: the error does not name the point: {e}",
+            server.id
+        )),
+    }
+}
+
+/// A deploy's notes, each of which a notifier takes within `within` (the driver's
+/// deadline for a note), failing or not; and when it fails, its error never holds
+/// `secret` (a webhook's URL, or any part of it that may not be shown).
+pub async fn notifier_is_bounded_and_discreet(
+    notifier: &dyn Notifier,
+    server: &Server,
+    within: Duration,
+    secret: &str,
+) -> Result<(), Failure> {
+    let notes = [
+        Note::Started {
+            deploy: "conformance".into(),
+            servers: 1,
+        },
+        Note::ServerFailed {
+            server: server.id.clone(),
+            detail: "canary failed: HTTP 500".into(),
+        },
+        Note::Finished {
+            deploy: "conformance".into(),
+            summary: Summary {
+                failed: 1,
+                ..Summary::default()
+            },
+        },
+    ];
+    for note in &notes {
+        match tokio::time::timeout(within, notifier.notify(note)).await {
+            Err(_) => return Err(format!("a note took longer than {within:?}: {note:?}")),
+            Ok(Err(e)) if !secret.is_empty() && e.to_string().contains(secret) => {
+                return Err(format!("its error shows what it may not: {e}"))
+            }
+            Ok(_) => {}
+        }
     }
     Ok(())
 }

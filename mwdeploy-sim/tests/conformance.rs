@@ -72,3 +72,32 @@ async fn sim_steps_take_virtual_time() {
     let took = start.elapsed();
     assert!(took >= Duration::from_millis(500), "depool took {took:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn sim_hook_and_notifier_conform() {
+    use mwdeploy_core::HookPoint;
+    let release = ReleaseId::parse("20260101T000000Z-a1").unwrap();
+    let (sim, servers) = fleet(Faults::none(), Layout::Releases);
+    conformance::hook_without_commands_is_a_no_op(
+        &sim,
+        &servers[0],
+        HookPoint::PostRepool,
+        &release,
+    )
+    .await
+    .unwrap();
+    let mut failing = Faults::none();
+    failing.hook_fail = 1.0;
+    let (broken, servers) = fleet(failing, Layout::Releases);
+    conformance::hook_failure_names_its_point(
+        &broken,
+        &servers[0],
+        HookPoint::PostActivate,
+        &release,
+    )
+    .await
+    .unwrap();
+    conformance::notifier_is_bounded_and_discreet(&sim, &servers[0], Duration::from_secs(30), "")
+        .await
+        .unwrap();
+}
