@@ -156,7 +156,7 @@ where
         Some(Command::Rollback(args)) => {
             rollback::run(cli.config_file.as_deref(), args, given(&argv), &mut out)
         }
-        None => request::run(
+        None => deploy_or_view(
             cli.config_file.as_deref(),
             &cli.deploy,
             given(&argv),
@@ -176,4 +176,37 @@ where
             e.exit_code()
         }
     }
+}
+
+/// The top-level invocation: a deploy when a deploy flag is given, else a hint.
+///
+/// Checks the flags (names first, before the config is read), reads and checks the
+/// config, prints its warnings on stderr, and builds the deploy's request. With
+/// `--dry-run` the request is printed; else it runs.
+fn deploy_or_view<W: std::io::Write>(
+    config_file: Option<&std::path::Path>,
+    args: &cli::DeployArgs,
+    argv: Vec<String>,
+    out: &mut output::Output<W>,
+) -> Result<i32, error::CliError> {
+    if !args.starts_deploy() {
+        let shaping = args.shaping_flags();
+        if shaping.is_empty() {
+            return crate::viewer::run(config_file, out);
+        }
+        return Err(error::CliError::Usage(format!(
+            "{} alone do{} not start a deploy: say what to deploy with one of --core, \
+             --mediawiki, --extension NAME, --skin NAME, --config, --patch P, --rsync or \
+             --provision",
+            shaping.join(" "),
+            if shaping.len() == 1 { "es" } else { "" }
+        )));
+    }
+    let flags = request::DeployFlags::check(args)?;
+    let config = request::load_config(config_file)?;
+    let request = request::DeployRequest::new(flags, config, argv)?;
+    if request.dry_run {
+        return dry_run::run(&request, out);
+    }
+    crate::deploy::run(&request, out)
 }

@@ -10,16 +10,13 @@
 //!
 //! Every refusal here is a usage or config error (exit 2) and nothing has been touched.
 
-use std::io::Write;
 use std::path::Path;
 
 use mwdeploy_core::model::validate_name;
 
 use crate::cli::DeployArgs;
 use crate::config::{config_path, Config};
-use crate::dry_run;
 use crate::error::CliError;
-use crate::output::Output;
 
 pub(crate) use mwdeploy_mediawiki::{SyncScope, Versions, Work};
 
@@ -198,40 +195,6 @@ impl DeployRequest {
             exit_when_done: a.exit_when_done,
         })
     }
-}
-
-/// The top-level invocation: a deploy when a deploy flag is given, else a hint.
-///
-/// Checks the flags (names first, before the config is read), reads and checks the
-/// config, prints its warnings on stderr, and builds the [`DeployRequest`]. With
-/// `--dry-run` the request is printed; a real deploy is refused (exit 2) until the
-/// runner is built.
-pub(crate) fn run<W: Write>(
-    config_file: Option<&Path>,
-    args: &DeployArgs,
-    argv: Vec<String>,
-    out: &mut Output<W>,
-) -> Result<i32, CliError> {
-    if !args.starts_deploy() {
-        let shaping = args.shaping_flags();
-        if shaping.is_empty() {
-            return crate::viewer::run(config_file, out);
-        }
-        return Err(CliError::Usage(format!(
-            "{} alone do{} not start a deploy: say what to deploy with one of --core, \
-             --mediawiki, --extension NAME, --skin NAME, --config, --patch P, --rsync or \
-             --provision",
-            shaping.join(" "),
-            if shaping.len() == 1 { "es" } else { "" }
-        )));
-    }
-    let flags = DeployFlags::check(args)?;
-    let config = load_config(config_file)?;
-    let request = DeployRequest::new(flags, config, argv)?;
-    if request.dry_run {
-        return dry_run::run(&request, out);
-    }
-    crate::deploy::run(&request, out)
 }
 
 /// `--servers`: indices into `config.servers`, in config order (`None`: every server).
