@@ -1,46 +1,33 @@
-//! The `mwdeploy` command as a library, so that it can be tested without a process.
+//! The `mwdeploy` command: flags in, the `mwdeploy` library called, its reports
+//! rendered, an exit code out. Everything a deploy does lives in the libraries; here is
+//! only what a command line needs. A library itself, so that it can be tested without a
+//! process.
 //!
 //! ```text
-//!  argv ──> cli (clap) ──> simulate ──> mwdeploy_sim::Simulation
-//!            │                 │              │ events, virtual time
-//!            │                 ▼              ▼
-//!            │              exit code    render (plain lines | JSON lines) ──> output (stdout)
-//!            ▼
-//!       deploy flags ──> request (flags + config ──> DeployRequest) ──> dry_run (--dry-run)
-//!                              ▲                                   └─> deploy (prepare, engine)
-//!                 config.yaml ─┘ (config: read, checked, defaults)
+//!  argv ──> cli (clap) ──> request (flags ──> mwdeploy::DeploySpec ──> DeployRequest)
+//!            │                  ├─> dry_run (--dry-run: the plan and each step's commands)
+//!            │                  └─> deploy: mwdeploy::deploy::prepare ──> Running ──┐
+//!            ├─> rollback, recover, pool, status, releases, lock, log (the library's) │
+//!            ├─> simulate, demo (mwdeploy-sim)                                       │
+//!            ▼                                                                       ▼
+//!       exit code (exit::of a Verdict, or an error)      session: plain | JSON lines,
+//!                                                        the dashboard (mwdeploy-tui),
+//!                                                        the line prompt, SIGINT
 //! ```
 //!
 //! - `cli`: the subcommands and flags.
-//! - `config`: `config.yaml`, checked, and the engine's types built from it.
-//! - `request`: a deploy's flags checked and joined with the config.
+//! - `request`: a deploy's flags checked into the library's request.
 //! - `dry_run`: `--dry-run`, the checked request printed.
-//! - `deploy`: the deploy runner: proxies checked, lock, journal, staging, the engine's
-//!   driver against HAProxy, rsync, the canary and the hooks.
-//! - `prepare`: staging before production: pulls, patches, the sync to staging's live
-//!   tree, l10n, staging's hooks (each a `prep_step`).
-//! - `session`: one engine run (deploy, rollback, recovery): journal, log file, output,
-//!   signals, the driver loop with the operator's prompts.
-//! - `staging`: the staging checkout's git pulls (fetch, incoming commits, fast-forward
-//!   only, submodules) and `--patch`.
-//! - `adapters`: the engine's ports built from the config (HAProxy, rsync, canary, hooks).
-//! - `ops`: the operations subcommands: `status`, `log`, `lock`, `releases`,
-//!   `completions`.
-//! - `pool`: `mwdeploy pool depool|repool`, manual pool control under the lock.
-//! - `pool_menu`: the viewer's pool menu: the same change, when no deploy holds the lock.
+//! - `deploy`, `rollback`, `recover`, `pool`: the library's runs, refusals told.
+//! - `session`: how a run is shown: printer, dashboard, line prompt, signals.
+//! - `ops`: `status`, `log`, `lock`, `releases`, `completions`.
+//! - `pool_menu`: the viewer's pool menu: a pool change when no deploy holds the lock.
 //! - `check_config`: `mwdeploy check-config`: the config checked, every host reached.
-//! - `recover`: `mwdeploy recover`, the engine on the servers killed deploys left out.
-//! - `rollback`: `mwdeploy rollback`, the engine with a transfer that switches back.
-//! - `simulate`: `mwdeploy simulate`.
-//! - `demo`: `mwdeploy demo`: the engine and dashboard on a simulated fleet in real time.
-//! - `render`: events as plain or JSON lines.
+//! - `simulate`, `demo`: the engine on a simulated fleet, in virtual or real time.
 //! - `output`: a locked, buffered stdout that ends quietly on a closed pipe.
 //! - `viewer`: `mwdeploy` without a deploy flag: the latest deploy, followed in the
 //!   dashboard or summed up.
-//! - `tty`: a terminal that went away: output for it dropped, never a panic.
-//! - `tui`: the live dashboard of a deploy (ratatui): servers, progress, the failure prompt,
-//!   pause, stop and the pool menu.
-//! - [`exit`]: the exit codes.
+//! - [`exit`]: the exit codes, mapped here and only here.
 #![warn(missing_docs)]
 
 /// std's `eprintln!` panics when stderr cannot be written, which is every write once the
