@@ -26,7 +26,7 @@ use mwdeploy_runtime::driver::Ports;
 use mwdeploy_runtime::lock::DeployLock;
 
 use crate::error::{BuildError, DeployError};
-use crate::ports::{canary, hooks, notifier, reachable_haproxy, rsync_config, NoPool};
+use crate::ports::{hooks, notifier, NoPool, Setup};
 use crate::request::DeployRequest;
 use crate::session::{new_id, take_lock, Controls, Observer, Prompter, Running, Session, Warn};
 
@@ -80,23 +80,34 @@ pub async fn prepare(
         &config.state_dir,
         req.message.as_deref().unwrap_or_default(),
     )?;
-    let hosts = Arc::new(Hosts::new(config.ssh_defaults()).map_err(BuildError::Ssh)?);
-    let built = ports(req, &hosts, &warn).await;
-    let (rsync, hooks, canary, pool) = match built {
-        Ok(b) => b,
-        Err(e) => {
-            hosts.close().await;
-            return Err(e);
-        }
-    };
+    let setup = Setup::build(
+        config,
+        req.work.provision,
+        |hosts, rsync| hooks(req, hosts, rsync),
+        req.rollout,
+    )
+    .await?;
     let mut session =
         match Session::open(config, release.as_str(), req.no_log, controls, warn.clone()) {
             Ok(s) => s,
-            Err(e) => {
-                hosts.close().await;
-                return Err(DeployError::Session(e));
-            }
+            Err(e) => return setup.refuse(e.into()).await,
         };
+    let Setup {
+        hosts,
+        rsync,
+        hooks,
+        canary,
+        pool,
+    } = setup;
+    let pool: Arc<dyn PoolControl> = match pool {
+        Some(p) => Arc::new(p),
+        None => {
+            warn(
+                "without --rollout the servers stay pooled: they serve while their tree is updated",
+            );
+            Arc::new(NoPool)
+        }
+    };
     let deploy_id = release.as_str();
     let mut plan = req.plan(deploy_id, release.clone());
     if !req.rollout || req.work.provision {
@@ -175,39 +186,6 @@ pub async fn prepare(
         ports,
         hosts,
     ))
-}
-
-/// The ports of `req` but the transfer (which staging's steps decide): rsync's settings,
-/// the hooks, the canary and the pool (HAProxy on every proxy, each reachable, with
-/// `rollout`; else none).
-async fn ports(
-    req: &DeployRequest,
-    hosts: &Arc<Hosts>,
-    warn: &Warn,
-) -> Result<
-    (
-        RsyncConfig,
-        Arc<mwdeploy_rsync::Hooks>,
-        mwdeploy_canary::Canary,
-        Arc<dyn PoolControl>,
-    ),
-    DeployError,
-> {
-    let config = &req.config;
-    let rsync = rsync_config(config, req.work.provision)?;
-    let hooks = Arc::new(hooks(req, hosts.clone(), &rsync)?);
-    let canary = canary(config, hosts.clone())?;
-    let pool: Arc<dyn PoolControl> = if req.rollout {
-        Arc::new(
-            reachable_haproxy(config, hosts)
-                .await
-                .map_err(DeployError::Unreachable)?,
-        )
-    } else {
-        warn("without --rollout the servers stay pooled: they serve while their tree is updated");
-        Arc::new(NoPool)
-    };
-    Ok((rsync, hooks, canary, pool))
 }
 
 impl Deployment {

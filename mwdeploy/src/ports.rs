@@ -244,3 +244,67 @@ impl Notifier for NoNotifier {
         Ok(())
     }
 }
+
+/// The ports every run (a deploy, a rollback, a recovery) builds the same way: ssh to the
+/// hosts, rsync's settings, the hooks, the canary, and (when asked) HAProxy on every
+/// proxy, each proxy read once.
+pub(crate) struct Setup {
+    /// One ssh connection per host, closed when the run ends.
+    pub(crate) hosts: Arc<Hosts>,
+    /// The transfer's settings.
+    pub(crate) rsync: RsyncConfig,
+    /// The hooks.
+    pub(crate) hooks: Arc<Hooks>,
+    /// The canary.
+    pub(crate) canary: Canary,
+    /// HAProxy, every proxy reachable (`None` when the run does not change the pool).
+    pub(crate) pool: Option<HaproxyPool>,
+}
+
+impl Setup {
+    /// Builds them: `rsync` from the config as the run wants it, `hooks` for its servers,
+    /// the pool when `with_pool`. On an error the hosts are closed and nothing was
+    /// touched.
+    pub(crate) async fn build(
+        config: &Config,
+        provision: bool,
+        hooks: impl FnOnce(Arc<Hosts>, &RsyncConfig) -> Result<Hooks, BuildError>,
+        with_pool: bool,
+    ) -> Result<Setup, crate::DeployError> {
+        let hosts = Arc::new(Hosts::new(config.ssh_defaults()).map_err(BuildError::Ssh)?);
+        let built = async {
+            let rsync = rsync_config(config, provision)?;
+            let hooks = Arc::new(hooks(hosts.clone(), &rsync)?);
+            let canary = canary(config, hosts.clone())?;
+            let pool = if with_pool {
+                Some(
+                    reachable_haproxy(config, &hosts)
+                        .await
+                        .map_err(crate::DeployError::Unreachable)?,
+                )
+            } else {
+                None
+            };
+            Ok((rsync, hooks, canary, pool))
+        };
+        match built.await {
+            Ok((rsync, hooks, canary, pool)) => Ok(Setup {
+                hosts,
+                rsync,
+                hooks,
+                canary,
+                pool,
+            }),
+            Err(e) => {
+                hosts.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Closes the hosts and gives back `e`: a run refused after the setup.
+    pub(crate) async fn refuse<T>(&self, e: crate::DeployError) -> Result<T, crate::DeployError> {
+        self.hosts.close().await;
+        Err(e)
+    }
+}

@@ -30,7 +30,6 @@ use mwdeploy_core::ports::{PoolControl, Progress};
 use mwdeploy_core::{
     Event, Layout, Plan, PoolState, PortError, ReleaseId, Server, ServerId, Summary,
 };
-use mwdeploy_exec::Hosts;
 use mwdeploy_haproxy::HaproxyPool;
 use mwdeploy_rsync::RecoverTransfer;
 use mwdeploy_rsync::{DeployInfo, RsyncTransfer};
@@ -42,7 +41,7 @@ use mwdeploy_runtime::lock::DeployLock;
 use crate::config::{Config, ServerConfig};
 use crate::deploy::Deployment;
 use crate::error::{BuildError, DeployError, LockRefused};
-use crate::ports::{canary, hooks_for, notifier, reachable_haproxy, rsync_config};
+use crate::ports::{hooks_for, notifier, Setup};
 use crate::request::operator;
 use crate::session::{take_lock, Controls, Observer, Session, Warn};
 
@@ -261,31 +260,29 @@ async fn recover(
         .iter()
         .filter(|s| targets.contains_key(&s.name))
         .collect();
-    let hosts = Arc::new(Hosts::new(config.ssh_defaults()).map_err(BuildError::Ssh)?);
-    let built = async {
-        let rsync = rsync_config(config, false)?;
-        let hooks = Arc::new(hooks_for(
-            config,
-            servers.iter().copied(),
-            None,
-            hosts.clone(),
-            &rsync,
-        )?);
-        let transfer = RsyncTransfer::new(rsync, hosts.clone(), DeployInfo::new(id.as_str()))
-            .map_err(BuildError::Rsync)?;
-        let canary = canary(config, hosts.clone())?;
-        let pool = reachable_haproxy(config, &hosts)
-            .await
-            .map_err(DeployError::Unreachable)?;
-        Ok::<_, DeployError>((hooks, transfer, canary, pool))
+    let setup = Setup::build(
+        config,
+        false,
+        |hosts, rsync| hooks_for(config, servers.iter().copied(), None, hosts, rsync),
+        true,
+    )
+    .await?;
+    let transfer = match RsyncTransfer::new(
+        setup.rsync.clone(),
+        setup.hosts.clone(),
+        DeployInfo::new(id.as_str()),
+    ) {
+        Ok(t) => t,
+        Err(e) => return setup.refuse(BuildError::Rsync(e).into()).await,
     };
-    let (hooks, transfer, canary, pool) = match built.await {
-        Ok(b) => b,
-        Err(e) => {
-            hosts.close().await;
-            return Err(e);
-        }
-    };
+    let Setup {
+        hosts,
+        hooks,
+        canary,
+        pool,
+        ..
+    } = setup;
+    let pool = pool.expect("built with the pool");
 
     let n = u32::try_from(servers.len()).unwrap_or(u32::MAX).max(1);
     let release = found

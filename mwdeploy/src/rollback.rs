@@ -15,14 +15,13 @@ use std::sync::Arc;
 use mwdeploy_core::plan::{FailureBudget, OnFailure, StageSize};
 use mwdeploy_core::ports::PoolControl;
 use mwdeploy_core::{Event, Layout, Plan, ReleaseId};
-use mwdeploy_exec::Hosts;
 use mwdeploy_rsync::{DeployInfo, RollbackTransfer, RsyncTransfer};
 use mwdeploy_runtime::driver::Ports;
 
 use crate::config::Config;
 use crate::deploy::Deployment;
 use crate::error::{BuildError, DeployError};
-use crate::ports::{canary, hooks_for, notifier, reachable_haproxy, rsync_config, NoPool};
+use crate::ports::{hooks_for, notifier, NoPool, Setup};
 use crate::request::{operator, select_servers, RequestError};
 use crate::session::{take_lock, Controls, Observer, Session, Warn};
 
@@ -109,36 +108,31 @@ pub async fn prepare(
         &config.state_dir,
         spec.message.as_deref().unwrap_or_default(),
     )?;
-    let hosts = Arc::new(Hosts::new(config.ssh_defaults()).map_err(BuildError::Ssh)?);
-    let built = async {
-        let rsync = rsync_config(config, false)?;
-        let hooks = Arc::new(hooks_for(
-            config,
-            servers.iter().copied(),
-            None,
-            hosts.clone(),
-            &rsync,
-        )?);
-        let transfer = RsyncTransfer::new(rsync, hosts.clone(), DeployInfo::new(id.as_str()))
-            .map_err(BuildError::Rsync)?;
-        let canary = canary(config, hosts.clone())?;
-        let pool: Arc<dyn PoolControl> = if spec.fast {
-            Arc::new(NoPool)
-        } else {
-            Arc::new(
-                reachable_haproxy(config, &hosts)
-                    .await
-                    .map_err(DeployError::Unreachable)?,
-            )
-        };
-        Ok::<_, DeployError>((hooks, transfer, canary, pool))
+    let setup = Setup::build(
+        config,
+        false,
+        |hosts, rsync| hooks_for(config, servers.iter().copied(), None, hosts, rsync),
+        !spec.fast,
+    )
+    .await?;
+    let transfer = match RsyncTransfer::new(
+        setup.rsync.clone(),
+        setup.hosts.clone(),
+        DeployInfo::new(id.as_str()),
+    ) {
+        Ok(t) => t,
+        Err(e) => return setup.refuse(BuildError::Rsync(e).into()).await,
     };
-    let (hooks, transfer, canary, pool) = match built.await {
-        Ok(b) => b,
-        Err(e) => {
-            hosts.close().await;
-            return Err(e);
-        }
+    let Setup {
+        hosts,
+        hooks,
+        canary,
+        pool,
+        ..
+    } = setup;
+    let pool: Arc<dyn PoolControl> = match pool {
+        Some(p) => Arc::new(p),
+        None => Arc::new(NoPool),
     };
     let mut plan = Plan::new(
         id.as_str(),
