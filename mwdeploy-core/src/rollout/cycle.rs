@@ -201,6 +201,7 @@ impl Rollout {
         }
     }
 
+    /// A server's step answered: on to the next step of its cycle, or a way back.
     pub(super) fn server_completion(&mut self, now: Instant, i: u32, outcome: Outcome) {
         let step = self.slots[i as usize].step;
         let failed = match &outcome {
@@ -209,293 +210,29 @@ impl Rollout {
         };
         match step {
             Step::Copy if self.retry_transfer(now, i, &outcome, ActionKind::Copy) => {}
-            Step::Copy => match failed {
-                None => {
-                    if self.has_hook(i, HookPoint::PostCopy) {
-                        self.run_hook(now, i, HookPoint::PostCopy, Step::PostCopy);
-                    } else {
-                        self.queue_for_depool(now, i);
-                    }
-                }
-                Some(e) => self.finalize(
-                    now,
-                    i,
-                    ServerStatus::Failed,
-                    Some(format!(
-                        "copy failed: {e}; never depooled, the live release serves"
-                    )),
-                ),
-            },
-            Step::PostCopy => {
-                self.hook_event(i, HookPoint::PostCopy, &failed);
-                match failed {
-                    None => self.queue_for_depool(now, i),
-                    Some(e) => self.finalize(
-                        now,
-                        i,
-                        ServerStatus::Failed,
-                        Some(format!(
-                            "post_copy hook failed: {e}; never depooled, the live release serves"
-                        )),
-                    ),
-                }
-            }
-            Step::PreDepool => {
-                self.hook_event(i, HookPoint::PreDepool, &failed);
-                match failed {
-                    None if self.plan.policy.reread_pool => {
-                        // Servers may have gone out while the hook ran: the depool waits
-                        // for a pool read of its own, first in line.
-                        self.slots[i as usize].hooked = true;
-                        self.give_back(i);
-                        self.slots[i as usize].step = Step::Ready;
-                        if self.stopping.is_some() {
-                            // Stopping depools no server that is still in the pool.
-                            let why = "not deployed: the deploy stopped first (after its pre_depool hook)";
-                            return self.finalize(now, i, ServerStatus::Skipped, Some(why.into()));
-                        }
-                        self.ready.push_front(i);
-                    }
-                    None => self.depool(now, i, Step::Depool),
-                    Some(e) => {
-                        self.give_back(i);
-                        self.finalize(
-                            now,
-                            i,
-                            ServerStatus::Failed,
-                            Some(format!("pre_depool hook failed: {e}; never depooled")),
-                        )
-                    }
-                }
-            }
-            Step::Depool => {
-                self.pool_event(i, PoolAction::Depool, PoolPhase::Result, Some(&outcome));
-                match failed {
-                    None => {
-                        self.slots[i as usize].step = Step::VerifyOut;
-                        self.issue_for(now, i, ActionKind::QueryPool);
-                    }
-                    Some(e) => self.restore(now, i, format!("depool not confirmed: {e}")),
-                }
-            }
-            Step::VerifyOut => match outcome {
-                Outcome::State(s) if !s.is_serving() => {
-                    self.slots[i as usize].verify_tries = 0;
-                    self.activate(now, i)
-                }
-                Outcome::State(s) => {
-                    let tries = self.slots[i as usize].verify_tries + 1;
-                    self.slots[i as usize].verify_tries = tries;
-                    self.warn(
-                        Some(i),
-                        format!("the balancer shows it {s} after the depool (a reload?)"),
-                    );
-                    if tries < 2 {
-                        self.depool(now, i, Step::Depool);
-                    } else {
-                        self.restore(
-                            now,
-                            i,
-                            format!("the balancer keeps it {s} after depooling twice"),
-                        );
-                    }
-                }
-                other => {
-                    let e = describe(&other);
-                    self.restore(
-                        now,
-                        i,
-                        format!("could not read its pool state after the depool: {e}"),
-                    )
-                }
-            },
+            Step::Copy => self.copied(now, i, failed),
+            Step::PostCopy => self.post_copy_ran(now, i, failed),
+            Step::PreDepool => self.pre_depool_ran(now, i, failed),
+            Step::Depool => self.depool_answered(now, i, outcome, failed),
+            Step::VerifyOut => self.verified_out(now, i, outcome),
             // An in-place copy cut by a dropped connection is copied again: rsync
             // picks up where it stopped, and the server is out of the pool anyway.
             Step::Activate
                 if self.plan.layout == Layout::Inplace
                     && self.retry_transfer(now, i, &outcome, ActionKind::Activate) => {}
-            Step::Activate => {
-                self.slots[i as usize].activated = failed.is_none();
-                match failed {
-                    None => self.after_switch(now, i),
-                    Some(e) => match self.plan.layout {
-                        // The switch is one rename: it did not happen, the old release serves.
-                        Layout::Releases => {
-                            let slot = &mut self.slots[i as usize];
-                            slot.mode = Mode::Failed;
-                            slot.why = Some(format!("activate failed: {e}"));
-                            self.canary(now, i, 1);
-                        }
-                        Layout::Inplace => self.keep_out(
-                            now,
-                            i,
-                            format!("in-place copy failed: {e}; the live tree may be half copied"),
-                        ),
-                    },
-                }
-            }
-            Step::PostActivate => {
-                self.hook_event(i, HookPoint::PostActivate, &failed);
-                match failed {
-                    None => self.canary(now, i, 1),
-                    Some(e) => {
-                        self.failed_after_switch(now, i, format!("post_activate hook failed: {e}"))
-                    }
-                }
-            }
-            Step::Canary => {
-                let (attempt, ok, detail) = self.canary_event(i, &outcome);
-                let attempts = self.plan.policy.canary.attempts;
-                if ok {
-                    self.toward_repool(now, i);
-                } else if attempt < attempts {
-                    self.slots[i as usize].step = Step::CanaryPause;
-                    let at = now + self.plan.policy.canary.retry_pause;
-                    self.timer(at, Timer::CanaryRetry(i));
-                } else {
-                    self.failed_after_switch(
-                        now,
-                        i,
-                        format!("canary failed after {attempts} attempts: {detail}"),
-                    );
-                }
-            }
-            Step::VerifyIn => {
-                if let Outcome::State(s) = &outcome {
-                    if s.is_serving() {
-                        self.warn(
-                            Some(i),
-                            format!("the balancer already serves it ({s}) before the repool (a reload?)"),
-                        );
-                    }
-                }
-                self.repool(now, i, Step::Repool);
-            }
+            Step::Activate => self.activate_answered(now, i, failed),
+            Step::PostActivate => self.post_activate_ran(now, i, failed),
+            Step::Canary => self.canary_answered(now, i, outcome),
+            Step::VerifyIn => self.verified_in(now, i, outcome),
             // A proxy that dropped the connection is asked again before the server is
             // given up as out of the pool for good.
             Step::Repool | Step::Restore if self.retry_repool(now, i, step, &outcome) => {}
-            Step::Repool => {
-                self.pool_event(i, PoolAction::Repool, PoolPhase::Result, Some(&outcome));
-                match failed {
-                    None => {
-                        self.give_back(i);
-                        self.after_repool(now, i);
-                    }
-                    Some(e) => {
-                        let why = format!("repool not confirmed: {e}");
-                        let slot = &mut self.slots[i as usize];
-                        let why = match slot.why.take() {
-                            Some(w) => format!("{w}; {why}"),
-                            None => why,
-                        };
-                        self.keep_out(now, i, why);
-                    }
-                }
-            }
-            Step::PostRepool => {
-                self.hook_event(i, HookPoint::PostRepool, &failed);
-                match failed {
-                    None => self.after_post_repool(now, i),
-                    Some(e) => self.gate_failed(i, format!("post_repool hook failed: {e}")),
-                }
-            }
-            Step::Bake => {
-                let pass = match &outcome {
-                    Outcome::Health(Health::Healthy) => Ok(()),
-                    Outcome::Health(Health::Unhealthy { reason, .. }) => Err(reason.clone()),
-                    other => match self.plan.policy.error_gate.as_ref().map(|g| g.on_unknown) {
-                        Some(OnUnknown::Pass) => {
-                            let d = describe(other);
-                            self.warn(
-                                Some(i),
-                                format!("error gate could not tell ({d}); on_unknown: pass"),
-                            );
-                            Ok(())
-                        }
-                        _ => Err(format!("could not tell ({})", describe(other))),
-                    },
-                };
-                match pass {
-                    Ok(()) => self.complete(now, i),
-                    Err(e) => self.gate_failed(i, format!("error gate failed: {e}")),
-                }
-            }
-            Step::GateDepool => {
-                self.pool_event(i, PoolAction::Depool, PoolPhase::Result, Some(&outcome));
-                match failed {
-                    None => match self.plan.layout {
-                        Layout::Releases => {
-                            self.slots[i as usize].step = Step::Rollback;
-                            self.set_status(i, ServerStatus::RollingBack, None);
-                            self.issue_for(now, i, ActionKind::Rollback);
-                        }
-                        Layout::Inplace => {
-                            let why = self.slots[i as usize].why.clone().unwrap_or_default();
-                            self.keep_out(
-                                now,
-                                i,
-                                format!("{why}; the in-place tree has no previous copy"),
-                            )
-                        }
-                    },
-                    Some(e) => {
-                        // Not confirmed: some proxies may serve it, some not. It is
-                        // counted out and reported, the safe side of both rules.
-                        let why = self.slots[i as usize].why.clone().unwrap_or_default();
-                        self.keep_out(
-                            now,
-                            i,
-                            format!("{why}; depool not confirmed ({e}): it may still serve on some proxies"),
-                        );
-                    }
-                }
-            }
-            Step::Rollback => {
-                let from = self.plan.release.clone();
-                let to = match &outcome {
-                    Outcome::RolledBackTo(r) => Some(r.clone()),
-                    _ => None,
-                };
-                self.events.push_back(Event::Rollback {
-                    server: self.id(i).clone(),
-                    from,
-                    to,
-                    ok: failed.is_none(),
-                });
-                match failed {
-                    None => {
-                        let slot = &mut self.slots[i as usize];
-                        slot.mode = Mode::RolledBack;
-                        slot.activated = false;
-                        if let Outcome::RolledBackTo(r) = outcome {
-                            slot.rolled_back_to = Some(r);
-                        }
-                        self.after_switch(now, i);
-                    }
-                    Some(e) => {
-                        let why = self.slots[i as usize].why.clone().unwrap_or_default();
-                        self.keep_out(now, i, format!("{why}; rollback failed: {e}"))
-                    }
-                }
-            }
-            Step::Restore => {
-                self.pool_event(i, PoolAction::Repool, PoolPhase::Result, Some(&outcome));
-                let why = self.slots[i as usize].why.clone().unwrap_or_default();
-                match failed {
-                    None => {
-                        self.give_back(i);
-                        self.finalize(
-                            now,
-                            i,
-                            ServerStatus::Failed,
-                            Some(format!("{why}; put back in the pool unchanged")),
-                        );
-                    }
-                    Some(e) => {
-                        self.keep_out(now, i, format!("{why}; putting it back failed too: {e}"))
-                    }
-                }
-            }
+            Step::Repool => self.repool_answered(now, i, outcome, failed),
+            Step::PostRepool => self.post_repool_ran(now, i, failed),
+            Step::Bake => self.baked(now, i, outcome),
+            Step::GateDepool => self.gate_depool_answered(now, i, outcome, failed),
+            Step::Rollback => self.rollback_answered(now, i, outcome, failed),
+            Step::Restore => self.restore_answered(now, i, outcome, failed),
             Step::ManualDepool | Step::ManualCanary | Step::ManualRepool => {
                 self.manual_completion(now, i, outcome)
             }
@@ -505,6 +242,329 @@ impl Rollout {
             | Step::GateReady
             | Step::Final
             | Step::ManualCanaryPause => {}
+        }
+    }
+
+    /// The copy (release layout) answered.
+    fn copied(&mut self, now: Instant, i: u32, failed: Option<String>) {
+        match failed {
+            None => {
+                if self.has_hook(i, HookPoint::PostCopy) {
+                    self.run_hook(now, i, HookPoint::PostCopy, Step::PostCopy);
+                } else {
+                    self.queue_for_depool(now, i);
+                }
+            }
+            Some(e) => self.finalize(
+                now,
+                i,
+                ServerStatus::Failed,
+                Some(format!(
+                    "copy failed: {e}; never depooled, the live release serves"
+                )),
+            ),
+        }
+    }
+
+    /// The `post_copy` hooks ran.
+    fn post_copy_ran(&mut self, now: Instant, i: u32, failed: Option<String>) {
+        self.hook_event(i, HookPoint::PostCopy, &failed);
+        match failed {
+            None => self.queue_for_depool(now, i),
+            Some(e) => self.finalize(
+                now,
+                i,
+                ServerStatus::Failed,
+                Some(format!(
+                    "post_copy hook failed: {e}; never depooled, the live release serves"
+                )),
+            ),
+        }
+    }
+
+    /// The `pre_depool` hooks ran.
+    fn pre_depool_ran(&mut self, now: Instant, i: u32, failed: Option<String>) {
+        self.hook_event(i, HookPoint::PreDepool, &failed);
+        match failed {
+            None if self.plan.policy.reread_pool => {
+                // Servers may have gone out while the hook ran: the depool waits
+                // for a pool read of its own, first in line.
+                self.slots[i as usize].hooked = true;
+                self.give_back(i);
+                self.slots[i as usize].step = Step::Ready;
+                if self.stopping.is_some() {
+                    // Stopping depools no server that is still in the pool.
+                    let why = "not deployed: the deploy stopped first (after its pre_depool hook)";
+                    return self.finalize(now, i, ServerStatus::Skipped, Some(why.into()));
+                }
+                self.ready.push_front(i);
+            }
+            None => self.depool(now, i, Step::Depool),
+            Some(e) => {
+                self.give_back(i);
+                self.finalize(
+                    now,
+                    i,
+                    ServerStatus::Failed,
+                    Some(format!("pre_depool hook failed: {e}; never depooled")),
+                )
+            }
+        }
+    }
+
+    /// The balancer answered the depool.
+    fn depool_answered(&mut self, now: Instant, i: u32, outcome: Outcome, failed: Option<String>) {
+        self.pool_event(i, PoolAction::Depool, PoolPhase::Result, Some(&outcome));
+        match failed {
+            None => {
+                self.slots[i as usize].step = Step::VerifyOut;
+                self.issue_for(now, i, ActionKind::QueryPool);
+            }
+            Some(e) => self.restore(now, i, format!("depool not confirmed: {e}")),
+        }
+    }
+
+    /// The pool read after the depool answered.
+    fn verified_out(&mut self, now: Instant, i: u32, outcome: Outcome) {
+        match outcome {
+            Outcome::State(s) if !s.is_serving() => {
+                self.slots[i as usize].verify_tries = 0;
+                self.activate(now, i)
+            }
+            Outcome::State(s) => {
+                let tries = self.slots[i as usize].verify_tries + 1;
+                self.slots[i as usize].verify_tries = tries;
+                self.warn(
+                    Some(i),
+                    format!("the balancer shows it {s} after the depool (a reload?)"),
+                );
+                if tries < 2 {
+                    self.depool(now, i, Step::Depool);
+                } else {
+                    self.restore(
+                        now,
+                        i,
+                        format!("the balancer keeps it {s} after depooling twice"),
+                    );
+                }
+            }
+            other => {
+                let e = describe(&other);
+                self.restore(
+                    now,
+                    i,
+                    format!("could not read its pool state after the depool: {e}"),
+                )
+            }
+        }
+    }
+
+    /// The switch (or the in-place copy) answered.
+    fn activate_answered(&mut self, now: Instant, i: u32, failed: Option<String>) {
+        self.slots[i as usize].activated = failed.is_none();
+        match failed {
+            None => self.after_switch(now, i),
+            Some(e) => match self.plan.layout {
+                // The switch is one rename: it did not happen, the old release serves.
+                Layout::Releases => {
+                    let slot = &mut self.slots[i as usize];
+                    slot.mode = Mode::Failed;
+                    slot.why = Some(format!("activate failed: {e}"));
+                    self.canary(now, i, 1);
+                }
+                Layout::Inplace => self.keep_out(
+                    now,
+                    i,
+                    format!("in-place copy failed: {e}; the live tree may be half copied"),
+                ),
+            },
+        }
+    }
+
+    /// The `post_activate` hooks ran.
+    fn post_activate_ran(&mut self, now: Instant, i: u32, failed: Option<String>) {
+        self.hook_event(i, HookPoint::PostActivate, &failed);
+        match failed {
+            None => self.canary(now, i, 1),
+            Some(e) => self.failed_after_switch(now, i, format!("post_activate hook failed: {e}")),
+        }
+    }
+
+    /// A canary attempt answered.
+    fn canary_answered(&mut self, now: Instant, i: u32, outcome: Outcome) {
+        let (attempt, ok, detail) = self.canary_event(i, &outcome);
+        let attempts = self.plan.policy.canary.attempts;
+        if ok {
+            self.toward_repool(now, i);
+        } else if attempt < attempts {
+            self.slots[i as usize].step = Step::CanaryPause;
+            let at = now + self.plan.policy.canary.retry_pause;
+            self.timer(at, Timer::CanaryRetry(i));
+        } else {
+            self.failed_after_switch(
+                now,
+                i,
+                format!("canary failed after {attempts} attempts: {detail}"),
+            );
+        }
+    }
+
+    /// The pool read before the repool answered.
+    fn verified_in(&mut self, now: Instant, i: u32, outcome: Outcome) {
+        if let Outcome::State(s) = &outcome {
+            if s.is_serving() {
+                self.warn(
+                    Some(i),
+                    format!("the balancer already serves it ({s}) before the repool (a reload?)"),
+                );
+            }
+        }
+        self.repool(now, i, Step::Repool);
+    }
+
+    /// The balancer answered the repool.
+    fn repool_answered(&mut self, now: Instant, i: u32, outcome: Outcome, failed: Option<String>) {
+        self.pool_event(i, PoolAction::Repool, PoolPhase::Result, Some(&outcome));
+        match failed {
+            None => {
+                self.give_back(i);
+                self.after_repool(now, i);
+            }
+            Some(e) => {
+                let why = format!("repool not confirmed: {e}");
+                let slot = &mut self.slots[i as usize];
+                let why = match slot.why.take() {
+                    Some(w) => format!("{w}; {why}"),
+                    None => why,
+                };
+                self.keep_out(now, i, why);
+            }
+        }
+    }
+
+    /// The `post_repool` hooks ran.
+    fn post_repool_ran(&mut self, now: Instant, i: u32, failed: Option<String>) {
+        self.hook_event(i, HookPoint::PostRepool, &failed);
+        match failed {
+            None => self.after_post_repool(now, i),
+            Some(e) => self.gate_failed(i, format!("post_repool hook failed: {e}")),
+        }
+    }
+
+    /// The error gate answered after the bake.
+    fn baked(&mut self, now: Instant, i: u32, outcome: Outcome) {
+        let pass = match &outcome {
+            Outcome::Health(Health::Healthy) => Ok(()),
+            Outcome::Health(Health::Unhealthy { reason, .. }) => Err(reason.clone()),
+            other => match self.plan.policy.error_gate.as_ref().map(|g| g.on_unknown) {
+                Some(OnUnknown::Pass) => {
+                    let d = describe(other);
+                    self.warn(
+                        Some(i),
+                        format!("error gate could not tell ({d}); on_unknown: pass"),
+                    );
+                    Ok(())
+                }
+                _ => Err(format!("could not tell ({})", describe(other))),
+            },
+        };
+        match pass {
+            Ok(()) => self.complete(now, i),
+            Err(e) => self.gate_failed(i, format!("error gate failed: {e}")),
+        }
+    }
+
+    /// The depool after a failed error gate answered.
+    fn gate_depool_answered(
+        &mut self,
+        now: Instant,
+        i: u32,
+        outcome: Outcome,
+        failed: Option<String>,
+    ) {
+        self.pool_event(i, PoolAction::Depool, PoolPhase::Result, Some(&outcome));
+        match failed {
+            None => match self.plan.layout {
+                Layout::Releases => {
+                    self.slots[i as usize].step = Step::Rollback;
+                    self.set_status(i, ServerStatus::RollingBack, None);
+                    self.issue_for(now, i, ActionKind::Rollback);
+                }
+                Layout::Inplace => {
+                    let why = self.slots[i as usize].why.clone().unwrap_or_default();
+                    self.keep_out(
+                        now,
+                        i,
+                        format!("{why}; the in-place tree has no previous copy"),
+                    )
+                }
+            },
+            Some(e) => {
+                // Not confirmed: some proxies may serve it, some not. It is
+                // counted out and reported, the safe side of both rules.
+                let why = self.slots[i as usize].why.clone().unwrap_or_default();
+                self.keep_out(
+                    now,
+                    i,
+                    format!(
+                        "{why}; depool not confirmed ({e}): it may still serve on some proxies"
+                    ),
+                );
+            }
+        }
+    }
+
+    /// The rollback answered.
+    fn rollback_answered(
+        &mut self,
+        now: Instant,
+        i: u32,
+        outcome: Outcome,
+        failed: Option<String>,
+    ) {
+        let from = self.plan.release.clone();
+        let to = match &outcome {
+            Outcome::RolledBackTo(r) => Some(r.clone()),
+            _ => None,
+        };
+        self.events.push_back(Event::Rollback {
+            server: self.id(i).clone(),
+            from,
+            to,
+            ok: failed.is_none(),
+        });
+        match failed {
+            None => {
+                let slot = &mut self.slots[i as usize];
+                slot.mode = Mode::RolledBack;
+                slot.activated = false;
+                if let Outcome::RolledBackTo(r) = outcome {
+                    slot.rolled_back_to = Some(r);
+                }
+                self.after_switch(now, i);
+            }
+            Some(e) => {
+                let why = self.slots[i as usize].why.clone().unwrap_or_default();
+                self.keep_out(now, i, format!("{why}; rollback failed: {e}"))
+            }
+        }
+    }
+
+    /// The repool of a server put back unchanged answered.
+    fn restore_answered(&mut self, now: Instant, i: u32, outcome: Outcome, failed: Option<String>) {
+        self.pool_event(i, PoolAction::Repool, PoolPhase::Result, Some(&outcome));
+        let why = self.slots[i as usize].why.clone().unwrap_or_default();
+        match failed {
+            None => {
+                self.give_back(i);
+                self.finalize(
+                    now,
+                    i,
+                    ServerStatus::Failed,
+                    Some(format!("{why}; put back in the pool unchanged")),
+                );
+            }
+            Some(e) => self.keep_out(now, i, format!("{why}; putting it back failed too: {e}")),
         }
     }
 
