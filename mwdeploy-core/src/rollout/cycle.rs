@@ -44,7 +44,7 @@ impl Rollout {
             Some(Outcome::Failed(e)) => (Some(false), Some(e.to_string())),
             Some(_) => (Some(true), None),
         };
-        self.events.push_back(Event::Pool {
+        self.queue.events.push_back(Event::Pool {
             server: self.id(i).clone(),
             proxy: None,
             backend: None,
@@ -142,10 +142,10 @@ impl Rollout {
         let id = self.plan.servers[i as usize].id.clone();
         if slot.out {
             // It keeps its place in `out` for the rest of the deploy.
-            self.held -= 1;
+            self.capacity.held -= 1;
             slot.out = false;
             slot.kept = true;
-            self.kept_out.push((id, why.clone()));
+            self.capacity.kept_out.push((id, why.clone()));
             self.finalize(
                 now,
                 i,
@@ -297,7 +297,7 @@ impl Rollout {
                     let why = "not deployed: the deploy stopped first (after its pre_depool hook)";
                     return self.finalize(now, i, ServerStatus::Skipped, Some(why.into()));
                 }
-                self.ready.push_front(i);
+                self.course.ready.push_front(i);
             }
             None => self.depool(now, i, Step::Depool),
             Some(e) => {
@@ -527,7 +527,7 @@ impl Rollout {
             Outcome::RolledBackTo(r) => Some(r.clone()),
             _ => None,
         };
-        self.events.push_back(Event::Rollback {
+        self.queue.events.push_back(Event::Rollback {
             server: self.id(i).clone(),
             from,
             to,
@@ -632,11 +632,11 @@ impl Rollout {
         let slot = &mut self.slots[i as usize];
         slot.why = Some(why);
         slot.step = Step::GateReady;
-        self.gate_ready.push_back(i);
+        self.course.gate_ready.push_back(i);
     }
 
     pub(super) fn hook_event(&mut self, i: u32, hook: HookPoint, failed: &Option<String>) {
-        self.events.push_back(Event::Hook {
+        self.queue.events.push_back(Event::Hook {
             server: self.id(i).clone(),
             hook,
             ok: failed.is_none(),
@@ -658,10 +658,10 @@ impl Rollout {
         let started = slot.step != Step::Pending;
         slot.step = Step::Final;
         if started {
-            self.in_flight -= 1;
+            self.course.in_flight -= 1;
         }
-        if self.phase == Phase::Running && slot.stage as usize == self.stage {
-            self.stage_left -= 1;
+        if self.course.phase == Phase::Running && slot.stage as usize == self.course.stage {
+            self.course.stage_left -= 1;
         }
         self.finals += 1;
         self.summary.count(status);

@@ -24,7 +24,7 @@ impl Rollout {
         };
         let i = i as u32;
         let name = server.clone();
-        if self.phase != Phase::Running {
+        if self.course.phase != Phase::Running {
             return self.warn(
                 Some(i),
                 format!("pool: {name}: manual pool changes wait for the servers' turn"),
@@ -51,12 +51,12 @@ impl Rollout {
                 return self.warn(Some(i), format!("pool: {name} is out of the pool already"));
             }
             let max = self.plan.policy.max_unavailable;
-            if self.out >= max {
+            if self.capacity.out >= max {
                 return self.warn(
                     Some(i),
                     format!(
                         "pool: no room to take {name} out: {} of max_unavailable {max} out",
-                        self.out
+                        self.capacity.out
                     ),
                 );
             }
@@ -64,17 +64,17 @@ impl Rollout {
             let slot = &mut self.slots[i as usize];
             slot.manual_out = true;
             slot.step = Step::ManualDepool;
-            self.out += 1;
-            self.held += 1;
-            self.manual += 1;
-            self.max_out = self.max_out.max(self.out);
+            self.capacity.out += 1;
+            self.capacity.held += 1;
+            self.capacity.manual += 1;
+            self.capacity.max_out = self.capacity.max_out.max(self.capacity.out);
             self.pool_event(i, PoolAction::Depool, PoolPhase::Intent, None);
             self.issue_for(now, i, ActionKind::Depool);
         } else {
             if !out {
                 return self.warn(Some(i), format!("pool: {name} is in the pool already"));
             }
-            self.manual += 1;
+            self.capacity.manual += 1;
             self.manual_canary(now, i, 1);
         }
     }
@@ -93,13 +93,13 @@ impl Rollout {
             Step::ManualDepool => {
                 self.pool_event(i, PoolAction::Depool, PoolPhase::Result, Some(&outcome));
                 self.slots[i as usize].step = Step::Final;
-                self.manual -= 1;
+                self.capacity.manual -= 1;
                 if let Outcome::Failed(e) = outcome {
                     // The adapter puts a failed depool back as it was: the room is free.
                     let slot = &mut self.slots[i as usize];
                     slot.manual_out = false;
-                    self.out -= 1;
-                    self.held -= 1;
+                    self.capacity.out -= 1;
+                    self.capacity.held -= 1;
                     self.warn(Some(i), format!("pool: depool of {name} failed: {e}"));
                 } else {
                     self.warn(
@@ -120,7 +120,7 @@ impl Rollout {
                     self.timer(at, Timer::ManualRetry(i));
                 } else {
                     self.slots[i as usize].step = Step::Final;
-                    self.manual -= 1;
+                    self.capacity.manual -= 1;
                     self.warn(
                         Some(i),
                         format!("pool: {name} failed its canary ({detail}): not repooled"),
@@ -130,7 +130,7 @@ impl Rollout {
             Step::ManualRepool => {
                 self.pool_event(i, PoolAction::Repool, PoolPhase::Result, Some(&outcome));
                 self.slots[i as usize].step = Step::Final;
-                self.manual -= 1;
+                self.capacity.manual -= 1;
                 match outcome {
                     Outcome::Failed(e) => {
                         self.warn(Some(i), format!("pool: repool of {name} failed: {e}"))
@@ -139,14 +139,14 @@ impl Rollout {
                         let slot = &mut self.slots[i as usize];
                         if slot.manual_out {
                             slot.manual_out = false;
-                            self.held -= 1;
+                            self.capacity.held -= 1;
                         } else {
                             // A server kept out (or out before the deploy) is back: its
                             // room is free again and it is no longer reported.
                             slot.kept = false;
-                            self.kept_out.retain(|(s, _)| s != &name);
+                            self.capacity.kept_out.retain(|(s, _)| s != &name);
                         }
-                        self.out -= 1;
+                        self.capacity.out -= 1;
                         self.warn(
                             Some(i),
                             format!("pool: {name} put back into the pool by the operator"),
@@ -166,14 +166,15 @@ impl Rollout {
 
     /// Whether a manual step is under way (the deploy ends after it).
     pub(super) fn manual_busy(&self) -> bool {
-        self.manual > 0
+        self.capacity.manual > 0
     }
 
     /// At the end: servers the operator held out are reported as left out.
     pub(super) fn report_held(&mut self) {
         for (k, slot) in self.slots.iter().enumerate() {
             if slot.manual_out {
-                self.kept_out
+                self.capacity
+                    .kept_out
                     .push((self.plan.servers[k].id.clone(), HELD.to_string()));
             }
         }

@@ -266,6 +266,27 @@ pub struct Rollout {
     slots: Vec<Slot>,
     /// Balancer name -> slot, to read pool answers.
     by_backend_name: HashMap<ServerId, u32>,
+    failures: u32,
+    budget: u32,
+    paused: bool,
+    stopping: Option<StopReason>,
+    prompt: Option<OpenPrompt>,
+    refused: Option<String>,
+    summary: Summary,
+    finals: usize,
+    started_at: Instant,
+    last_at: Instant,
+    /// What the machine owes its driver: actions and events to poll, timers.
+    queue: Queue,
+    /// Where the deploy is: phase, stage, the servers ready to start.
+    course: Course,
+    /// Rule 1's accounting: servers out of the pool, and the room to take another.
+    capacity: Capacity,
+}
+
+/// What the machine owes its driver: actions to poll, events to poll, timers.
+#[derive(Debug)]
+struct Queue {
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
     /// Outstanding actions -> the slot they concern (`None`: staging or fleet) and their name.
@@ -273,6 +294,11 @@ pub struct Rollout {
     timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
     timer_seq: u64,
     next_action: u64,
+}
+
+/// Where the deploy is: its phase, its stage, the servers ready to start.
+#[derive(Debug)]
+struct Course {
     phase: Phase,
     staging_attempt: u32,
     /// Index of the current stage.
@@ -285,6 +311,12 @@ pub struct Rollout {
     ready: VecDeque<u32>,
     gate_ready: VecDeque<u32>,
     in_flight: u32,
+}
+
+/// Rule 1's accounting: every server out of the pool for any reason, and the room to
+/// take one more.
+#[derive(Debug)]
+struct Capacity {
     out: u32,
     max_out: u32,
     /// Slots holding an `out` count that they will give back (not kept out for good).
@@ -300,16 +332,6 @@ pub struct Rollout {
     extra: Vec<String>,
     /// Since when servers ready to be depooled wait for `extra` to come back.
     room_since: Option<Instant>,
-    failures: u32,
-    budget: u32,
-    paused: bool,
-    stopping: Option<StopReason>,
-    prompt: Option<OpenPrompt>,
-    refused: Option<String>,
-    summary: Summary,
-    finals: usize,
-    started_at: Instant,
-    last_at: Instant,
 }
 
 impl Rollout {
@@ -354,30 +376,6 @@ impl Rollout {
             stages,
             slots,
             by_backend_name,
-            actions: VecDeque::new(),
-            events: VecDeque::new(),
-            inflight: HashMap::new(),
-            timers: BinaryHeap::new(),
-            timer_seq: 0,
-            next_action: 0,
-            phase: Phase::Staging,
-            staging_attempt: 0,
-            stage: 0,
-            cursor: 0,
-            stage_left: 0,
-            gate: Gate::Open,
-            ready: VecDeque::new(),
-            gate_ready: VecDeque::new(),
-            in_flight: 0,
-            out: 0,
-            max_out: 0,
-            held: 0,
-            manual: 0,
-            kept_out: Vec::new(),
-            outsiders: HashSet::new(),
-            room: Room::Stale,
-            extra: Vec::new(),
-            room_since: None,
             failures: 0,
             budget,
             paused: false,
@@ -389,8 +387,38 @@ impl Rollout {
             started_at: now,
             last_at: now,
             plan,
+            queue: Queue {
+                actions: VecDeque::new(),
+                events: VecDeque::new(),
+                inflight: HashMap::new(),
+                timers: BinaryHeap::new(),
+                timer_seq: 0,
+                next_action: 0,
+            },
+            course: Course {
+                phase: Phase::Staging,
+                staging_attempt: 0,
+                stage: 0,
+                cursor: 0,
+                stage_left: 0,
+                gate: Gate::Open,
+                ready: VecDeque::new(),
+                gate_ready: VecDeque::new(),
+                in_flight: 0,
+            },
+            capacity: Capacity {
+                out: 0,
+                max_out: 0,
+                held: 0,
+                manual: 0,
+                kept_out: Vec::new(),
+                outsiders: HashSet::new(),
+                room: Room::Stale,
+                extra: Vec::new(),
+                room_since: None,
+            },
         };
-        r.events.push_back(Event::started(&r.plan));
+        r.queue.events.push_back(Event::started(&r.plan));
         r.notify(
             now,
             Note::Started {
@@ -409,22 +437,22 @@ impl Rollout {
 
     /// The next action to run, if any.
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        self.queue.actions.pop_front()
     }
 
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.queue.events.pop_front()
     }
 
     /// When [`Rollout::handle_timeout`] should be called next, if ever.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         // Drop timers that no longer matter so the driver does not wake for nothing.
-        while let Some(Reverse((at, _, timer))) = self.timers.peek().copied() {
+        while let Some(Reverse((at, _, timer))) = self.queue.timers.peek().copied() {
             if self.timer_live(timer) {
                 return Some(at);
             }
-            self.timers.pop();
+            self.queue.timers.pop();
         }
         None
     }
@@ -432,18 +460,18 @@ impl Rollout {
     /// Whether the machine still waits for the answer to action `id` (it stops waiting
     /// when the action's deadline passes; a driver then cancels the step).
     pub fn is_waiting_for(&self, id: ActionId) -> bool {
-        self.inflight.contains_key(&id)
+        self.queue.inflight.contains_key(&id)
     }
 
     /// Whether the deploy has ended (every server final, the last event queued).
     pub fn is_finished(&self) -> bool {
-        self.phase == Phase::Finished
+        self.course.phase == Phase::Finished
     }
 
     /// A port finished the action `id`. Unknown or already timed-out ids are ignored.
     pub fn handle_completion(&mut self, now: Instant, id: ActionId, outcome: Outcome) {
         self.touch(now);
-        let Some((slot, _)) = self.inflight.remove(&id) else {
+        let Some((slot, _)) = self.queue.inflight.remove(&id) else {
             return;
         };
         match slot {
@@ -491,11 +519,11 @@ impl Rollout {
 
     /// Time passed: fires every timer due at `now`. Spurious calls are no-ops.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(Reverse((at, _, timer))) = self.timers.peek().copied() {
+        while let Some(Reverse((at, _, timer))) = self.queue.timers.peek().copied() {
             if at > now {
                 break;
             }
-            self.timers.pop();
+            self.queue.timers.pop();
             if !self.timer_live(timer) {
                 continue;
             }
@@ -508,15 +536,15 @@ impl Rollout {
     /// A view of the counters.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
-            stage: if self.phase == Phase::Running || self.phase == Phase::Finished {
-                self.stage as u32 + 1
+            stage: if self.course.phase == Phase::Running || self.course.phase == Phase::Finished {
+                self.course.stage as u32 + 1
             } else {
                 0
             },
             stages: self.stages.len() as u32,
-            in_flight: self.in_flight,
-            out_of_pool: self.out,
-            max_out_of_pool: self.max_out,
+            in_flight: self.course.in_flight,
+            out_of_pool: self.capacity.out,
+            max_out_of_pool: self.capacity.max_out,
             failures: self.failures,
             budget: self.budget,
             paused: self.paused,
@@ -547,8 +575,8 @@ impl Rollout {
             summary: self.summary,
             refused: self.refused.clone(),
             stopped: self.stopping,
-            left_out: self.kept_out.clone(),
-            max_out_of_pool: self.max_out,
+            left_out: self.capacity.kept_out.clone(),
+            max_out_of_pool: self.capacity.max_out,
             duration: self.last_at.saturating_duration_since(self.started_at),
             verdict: self.verdict(),
         }
@@ -575,19 +603,23 @@ impl Rollout {
     }
 
     fn timer(&mut self, at: Instant, timer: Timer) {
-        self.timer_seq += 1;
-        self.timers.push(Reverse((at, self.timer_seq, timer)));
+        self.queue.timer_seq += 1;
+        self.queue
+            .timers
+            .push(Reverse((at, self.queue.timer_seq, timer)));
     }
 
     fn timer_live(&self, timer: Timer) -> bool {
         match timer {
-            Timer::Deadline(id) => self.inflight.contains_key(&id),
+            Timer::Deadline(id) => self.queue.inflight.contains_key(&id),
             Timer::CanaryRetry(i) => self.slots[i as usize].step == Step::CanaryPause,
             Timer::ManualRetry(i) => self.slots[i as usize].step == Step::ManualCanaryPause,
-            Timer::StagingRetry => self.phase == Phase::Staging && self.staging_attempt > 0,
-            Timer::StageBake(k) => self.gate == Gate::Bake(k),
+            Timer::StagingRetry => {
+                self.course.phase == Phase::Staging && self.course.staging_attempt > 0
+            }
+            Timer::StageBake(k) => self.course.gate == Gate::Bake(k),
             Timer::Prompt(seq) => self.prompt.as_ref().is_some_and(|p| p.seq == seq),
-            Timer::RoomRetry => self.room == Room::Waiting,
+            Timer::RoomRetry => self.capacity.room == Room::Waiting,
         }
     }
 
@@ -609,10 +641,10 @@ impl Rollout {
     }
 
     fn issue(&mut self, now: Instant, slot: Option<u32>, target: Target, kind: ActionKind) {
-        self.next_action += 1;
-        let id = ActionId(self.next_action);
+        self.queue.next_action += 1;
+        let id = ActionId(self.queue.next_action);
         let deadline = now + self.deadline_for(&kind);
-        self.inflight.insert(id, (slot, kind.name()));
+        self.queue.inflight.insert(id, (slot, kind.name()));
         if let Some(i) = slot {
             self.slots[i as usize].action = Some(id);
         }
@@ -621,7 +653,7 @@ impl Rollout {
         let release = slot
             .and_then(|i| self.slots[i as usize].rolled_back_to.clone())
             .unwrap_or_else(|| self.plan.release.clone());
-        self.actions.push_back(Action {
+        self.queue.actions.push_back(Action {
             id,
             target,
             kind,
@@ -637,11 +669,11 @@ impl Rollout {
 
     /// A notification: not tracked, its answer changes nothing.
     fn notify(&mut self, now: Instant, note: Note) {
-        self.next_action += 1;
+        self.queue.next_action += 1;
         let kind = ActionKind::Notify(note);
         let deadline = now + self.deadline_for(&kind);
-        self.actions.push_back(Action {
-            id: ActionId(self.next_action),
+        self.queue.actions.push_back(Action {
+            id: ActionId(self.queue.next_action),
             target: Target::Fleet,
             kind,
             release: self.plan.release.clone(),
@@ -659,7 +691,7 @@ impl Rollout {
             return;
         }
         slot.status = status;
-        self.events.push_back(Event::ServerState {
+        self.queue.events.push_back(Event::ServerState {
             server: self.plan.servers[i as usize].id.clone(),
             state: status,
             detail,
@@ -667,7 +699,7 @@ impl Rollout {
     }
 
     fn warn(&mut self, server: Option<u32>, detail: String) {
-        self.events.push_back(Event::Warning {
+        self.queue.events.push_back(Event::Warning {
             server: server.map(|i| self.id(i).clone()),
             detail,
         });
@@ -686,9 +718,9 @@ impl Rollout {
         let slot = &mut self.slots[i as usize];
         if !slot.out {
             slot.out = true;
-            self.out += 1;
-            self.held += 1;
-            self.max_out = self.max_out.max(self.out);
+            self.capacity.out += 1;
+            self.capacity.held += 1;
+            self.capacity.max_out = self.capacity.max_out.max(self.capacity.out);
         }
     }
 
@@ -696,8 +728,8 @@ impl Rollout {
         let slot = &mut self.slots[i as usize];
         if slot.out {
             slot.out = false;
-            self.out -= 1;
-            self.held -= 1;
+            self.capacity.out -= 1;
+            self.capacity.held -= 1;
         }
     }
 }
@@ -722,7 +754,7 @@ impl Rollout {
             Outcome::Health(Health::Unhealthy { status, .. }) => *status,
             _ => None,
         };
-        self.events.push_back(Event::Canary {
+        self.queue.events.push_back(Event::Canary {
             server: self.id(i).clone(),
             attempt,
             ok,

@@ -12,14 +12,14 @@ use crate::event::{Event, PrepStatus, ServerStatus};
 impl Rollout {
     pub(super) fn begin(&mut self, now: Instant) {
         if self.plan.staging.is_some() {
-            self.phase = Phase::Staging;
-            self.events.push_back(Event::PrepStep {
+            self.course.phase = Phase::Staging;
+            self.queue.events.push_back(Event::PrepStep {
                 commits: Vec::new(),
                 step: "staging_canary".into(),
                 status: PrepStatus::Running,
                 detail: None,
             });
-            self.staging_attempt = 1;
+            self.course.staging_attempt = 1;
             self.issue(
                 now,
                 None,
@@ -33,8 +33,8 @@ impl Rollout {
 
     pub(super) fn after_staging(&mut self, now: Instant) {
         if self.plan.preflight && self.plan.servers.iter().any(|s| s.pooled) {
-            self.phase = Phase::Preflight;
-            self.events.push_back(Event::PrepStep {
+            self.course.phase = Phase::Preflight;
+            self.queue.events.push_back(Event::PrepStep {
                 commits: Vec::new(),
                 step: "pool_preflight".into(),
                 status: PrepStatus::Running,
@@ -47,28 +47,28 @@ impl Rollout {
     }
 
     pub(super) fn start_running(&mut self, now: Instant) {
-        self.phase = Phase::Running;
+        self.course.phase = Phase::Running;
         self.open_stage(0);
         self.schedule(now);
     }
 
     pub(super) fn open_stage(&mut self, k: usize) {
-        self.stage = k;
-        self.cursor = 0;
-        self.stage_left = self.stages[k].len();
-        self.gate = Gate::Open;
+        self.course.stage = k;
+        self.course.cursor = 0;
+        self.course.stage_left = self.stages[k].len();
+        self.course.gate = Gate::Open;
         let servers = self.stages[k].iter().map(|&i| self.id(i).clone()).collect();
-        self.events.push_back(Event::StageStarted {
+        self.queue.events.push_back(Event::StageStarted {
             stage: k as u32 + 1,
             servers,
         });
     }
 
     pub(super) fn fleet_completion(&mut self, now: Instant, outcome: Outcome) {
-        match self.phase {
+        match self.course.phase {
             Phase::Staging => self.staging_result(now, outcome),
             Phase::Preflight => self.preflight_result(now, outcome),
-            Phase::Running if self.room == Room::Reading => self.room_result(outcome),
+            Phase::Running if self.capacity.room == Room::Reading => self.room_result(outcome),
             _ => {}
         }
     }
@@ -76,8 +76,8 @@ impl Rollout {
     pub(super) fn staging_result(&mut self, now: Instant, outcome: Outcome) {
         let (ok, detail) = health_of(&outcome);
         if ok {
-            self.staging_attempt = 0;
-            self.events.push_back(Event::PrepStep {
+            self.course.staging_attempt = 0;
+            self.queue.events.push_back(Event::PrepStep {
                 commits: Vec::new(),
                 step: "staging_canary".into(),
                 status: PrepStatus::Ok,
@@ -86,24 +86,24 @@ impl Rollout {
             return self.after_staging(now);
         }
         let attempts = self.plan.policy.canary.attempts;
-        if self.staging_attempt < attempts {
-            self.events.push_back(Event::PrepStep {
+        if self.course.staging_attempt < attempts {
+            self.queue.events.push_back(Event::PrepStep {
                 commits: Vec::new(),
                 step: "staging_canary".into(),
                 status: PrepStatus::Running,
                 detail: Some(format!(
                     "attempt {}/{attempts} failed: {detail}",
-                    self.staging_attempt
+                    self.course.staging_attempt
                 )),
             });
             let at = now + self.plan.policy.canary.retry_pause;
             self.timer(at, Timer::StagingRetry);
             return;
         }
-        self.staging_attempt = 0;
+        self.course.staging_attempt = 0;
         let detail = format!("staging canary failed after {attempts} attempts: {detail}");
         if self.plan.policy.force {
-            self.events.push_back(Event::PrepStep {
+            self.queue.events.push_back(Event::PrepStep {
                 commits: Vec::new(),
                 step: "staging_canary".into(),
                 status: PrepStatus::Warned,
@@ -111,7 +111,7 @@ impl Rollout {
             });
             self.after_staging(now);
         } else {
-            self.events.push_back(Event::PrepStep {
+            self.queue.events.push_back(Event::PrepStep {
                 commits: Vec::new(),
                 step: "staging_canary".into(),
                 status: PrepStatus::Failed,
@@ -126,7 +126,7 @@ impl Rollout {
             Outcome::Pool(states) => states,
             Outcome::Failed(e) => {
                 let detail = format!("could not read the pool: {e}");
-                self.events.push_back(Event::PrepStep {
+                self.queue.events.push_back(Event::PrepStep {
                     commits: Vec::new(),
                     step: "pool_preflight".into(),
                     status: PrepStatus::Failed,
@@ -164,7 +164,10 @@ impl Rollout {
             .collect();
         let force = self.plan.policy.force;
         // What the balancer shows out, refused or not, so reports count alike.
-        self.max_out = self.max_out.max((outsiders.len() + not_up.len()) as u32);
+        self.capacity.max_out = self
+            .capacity
+            .max_out
+            .max((outsiders.len() + not_up.len()) as u32);
         if !force && (!not_up.is_empty() || !missing.is_empty()) {
             let mut parts: Vec<String> = not_up
                 .iter()
@@ -179,7 +182,7 @@ impl Rollout {
                 "not every target is UP: {} (fix it, or deploy with --force)",
                 parts.join(", ")
             );
-            self.events.push_back(Event::PrepStep {
+            self.queue.events.push_back(Event::PrepStep {
                 commits: Vec::new(),
                 step: "pool_preflight".into(),
                 status: PrepStatus::Failed,
@@ -188,20 +191,20 @@ impl Rollout {
             return self.refuse(now, detail);
         }
         // Others' servers already out take room under max_unavailable for the whole deploy.
-        self.out += outsiders.len() as u32;
-        self.outsiders = outsider_ids;
+        self.capacity.out += outsiders.len() as u32;
+        self.capacity.outsiders = outsider_ids;
         for (i, state) in &not_up {
             // Forced: it is deployed, but it was out before us, so it stays out after.
             // It counts like others' servers that are out: for the whole deploy.
             self.slots[*i as usize].pre_out = true;
             self.slots[*i as usize].kept = true;
-            self.out += 1;
-            self.kept_out.push((
+            self.capacity.out += 1;
+            self.capacity.kept_out.push((
                 self.plan.servers[*i as usize].id.clone(),
                 format!("was {state} before the deploy; left as it was"),
             ));
         }
-        self.max_out = self.max_out.max(self.out);
+        self.capacity.max_out = self.capacity.max_out.max(self.capacity.out);
         let detail = if outsiders.is_empty() && not_up.is_empty() {
             None
         } else {
@@ -218,14 +221,14 @@ impl Rollout {
             .iter()
             .enumerate()
             .any(|(i, s)| !s.pre_out && self.plan.servers[i].pooled);
-        if needs_room && self.out >= self.plan.policy.max_unavailable {
+        if needs_room && self.capacity.out >= self.plan.policy.max_unavailable {
             let detail = format!(
                 "{} server(s) are already out of the pool and max_unavailable is {}: no server could be depooled ({})",
-                self.out,
+                self.capacity.out,
                 self.plan.policy.max_unavailable,
                 detail.unwrap_or_default()
             );
-            self.events.push_back(Event::PrepStep {
+            self.queue.events.push_back(Event::PrepStep {
                 commits: Vec::new(),
                 step: "pool_preflight".into(),
                 status: PrepStatus::Failed,
@@ -233,7 +236,7 @@ impl Rollout {
             });
             return self.refuse(now, detail);
         }
-        self.events.push_back(Event::PrepStep {
+        self.queue.events.push_back(Event::PrepStep {
             commits: Vec::new(),
             step: "pool_preflight".into(),
             status: if force && detail.is_some() {
@@ -263,7 +266,7 @@ impl Rollout {
         match timer {
             Timer::Deadline(id) => {
                 // Through the normal path, as if the port had answered "timed out".
-                if let Some((slot, kind)) = self.inflight.remove(&id) {
+                if let Some((slot, kind)) = self.queue.inflight.remove(&id) {
                     let e = PortError::timeout(format!("{kind} ran past its deadline"));
                     match slot {
                         None => self.fleet_completion(now, Outcome::Failed(e)),
@@ -281,16 +284,16 @@ impl Rollout {
             }
             Timer::ManualRetry(i) => self.manual_retry(now, i),
             Timer::StagingRetry => {
-                self.staging_attempt += 1;
-                let attempt = self.staging_attempt;
+                self.course.staging_attempt += 1;
+                let attempt = self.course.staging_attempt;
                 self.issue(now, None, Target::Staging, ActionKind::Canary { attempt });
             }
             Timer::StageBake(k) => {
-                self.gate = Gate::Open;
+                self.course.gate = Gate::Open;
                 self.next_stage_gate(now, k);
             }
             Timer::Prompt(_) => self.answer(now, "timeout", false),
-            Timer::RoomRetry => self.room = Room::Stale,
+            Timer::RoomRetry => self.capacity.room = Room::Stale,
         }
     }
 }

@@ -16,27 +16,27 @@ impl Rollout {
     /// until it is answered, none (the read is issued here).
     pub(super) fn room_for_depool(&mut self, now: Instant) -> u32 {
         let max = self.plan.policy.max_unavailable;
-        if self.out >= max || !self.wants_depool() {
+        if self.capacity.out >= max || !self.wants_depool() {
             // Not waiting on others' servers now: a later wait starts its own clock.
-            self.room_since = None;
+            self.capacity.room_since = None;
             return 0;
         }
         if !self.plan.policy.reread_pool {
-            return max - self.out;
+            return max - self.capacity.out;
         }
-        match self.room {
+        match self.capacity.room {
             Room::Stale => {
-                self.room = Room::Reading;
+                self.capacity.room = Room::Reading;
                 self.issue(now, None, Target::Fleet, ActionKind::QueryPool);
                 0
             }
             Room::Reading | Room::Waiting => 0,
             Room::Fresh => {
-                let free = max.saturating_sub(self.out + self.extra.len() as u32);
+                let free = max.saturating_sub(self.capacity.out + self.capacity.extra.len() as u32);
                 if free == 0 {
                     self.wait_for_room(now);
                 } else {
-                    self.room_since = None;
+                    self.capacity.room_since = None;
                 }
                 free
             }
@@ -46,19 +46,19 @@ impl Rollout {
     /// The read was used (or not wanted) by the schedule that followed it: the next
     /// depool reads again.
     pub(super) fn room_used(&mut self) {
-        if self.room == Room::Fresh {
-            self.room = Room::Stale;
+        if self.capacity.room == Room::Fresh {
+            self.capacity.room = Room::Stale;
         }
     }
 
     fn wants_depool(&self) -> bool {
         let next = !self.paused && self.prompt.is_none() && self.stopping.is_none();
-        !self.gate_ready.is_empty() || (next && !self.ready.is_empty())
+        !self.course.gate_ready.is_empty() || (next && !self.course.ready.is_empty())
     }
 
     /// The read before a depool answered.
     pub(super) fn room_result(&mut self, outcome: Outcome) {
-        self.room = Room::Fresh;
+        self.capacity.room = Room::Fresh;
         match outcome {
             Outcome::Pool(states) => {
                 let extra: Vec<String> = states
@@ -66,9 +66,9 @@ impl Rollout {
                     .filter(|(name, state)| !state.is_serving() && !self.counted(name))
                     .map(|(name, state)| format!("{name} {state}"))
                     .collect();
-                self.extra = extra;
-                let seen = self.out + self.extra.len() as u32;
-                self.max_out = self.max_out.max(seen);
+                self.capacity.extra = extra;
+                let seen = self.capacity.out + self.capacity.extra.len() as u32;
+                self.capacity.max_out = self.capacity.max_out.max(seen);
             }
             // The depool itself reads every proxy's answer: go by what the deploy counts.
             Outcome::Failed(e) => self.warn(
@@ -86,15 +86,15 @@ impl Rollout {
                 let s = &self.slots[i as usize];
                 s.out || s.kept || s.manual_out
             }
-            None => self.outsiders.contains(name),
+            None => self.capacity.outsiders.contains(name),
         }
     }
 
     /// No room: say so once, read again shortly, and stop when it takes too long.
     fn wait_for_room(&mut self, now: Instant) {
         let timeout = self.plan.policy.room_timeout;
-        let since = *self.room_since.get_or_insert(now);
-        let out = self.extra.join(", ");
+        let since = *self.capacity.room_since.get_or_insert(now);
+        let out = self.capacity.extra.join(", ");
         if since == now {
             let max = self.plan.policy.max_unavailable;
             self.warn(
@@ -114,7 +114,7 @@ impl Rollout {
             // stopping already).
             return self.gate_depools_give_up(now);
         }
-        self.room = Room::Waiting;
+        self.capacity.room = Room::Waiting;
         self.timer(now + ROOM_POLL, Timer::RoomRetry);
     }
 }

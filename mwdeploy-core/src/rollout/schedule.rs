@@ -12,26 +12,26 @@ use crate::ports::Note;
 
 impl Rollout {
     pub(super) fn schedule(&mut self, now: Instant) {
-        if self.phase != Phase::Running {
+        if self.course.phase != Phase::Running {
             return;
         }
         let max = self.plan.policy.max_unavailable;
         self.check_room(now);
         // Starting never takes room (in place, a started server waits in `ready`).
         while self.can_start() {
-            let i = self.stages[self.stage][self.cursor];
-            if self.pooled(i) && self.out >= max && self.held == 0 {
+            let i = self.stages[self.course.stage][self.course.cursor];
+            if self.pooled(i) && self.capacity.out >= max && self.capacity.held == 0 {
                 // It could never be depooled: stop now rather than copy for nothing.
                 self.no_room(now);
                 break;
             }
-            self.cursor += 1;
+            self.course.cursor += 1;
             self.start(now, i);
         }
         let mut room = self.room_for_depool(now);
         // An error gate failure waits for room first: it is serving errors.
         while room > 0 {
-            let Some(i) = self.gate_ready.pop_front() else {
+            let Some(i) = self.course.gate_ready.pop_front() else {
                 break;
             };
             room -= 1;
@@ -39,7 +39,7 @@ impl Rollout {
             self.depool(now, i, Step::GateDepool);
         }
         while !self.paused && self.prompt.is_none() && self.stopping.is_none() && room > 0 {
-            let Some(i) = self.ready.pop_front() else {
+            let Some(i) = self.course.ready.pop_front() else {
                 break;
             };
             room -= 1;
@@ -53,19 +53,23 @@ impl Rollout {
         // A read is good for the depools it allowed just now, not for later ones.
         self.room_used();
         self.check_room(now);
-        if self.stage_left == 0 && self.gate == Gate::Open && self.prompt.is_none() {
-            let k = self.stage as u32 + 1;
-            if self.stage + 1 < self.stages.len() && self.stopping.is_none() {
-                self.events.push_back(Event::StageFinished { stage: k });
+        if self.course.stage_left == 0 && self.course.gate == Gate::Open && self.prompt.is_none() {
+            let k = self.course.stage as u32 + 1;
+            if self.course.stage + 1 < self.stages.len() && self.stopping.is_none() {
+                self.queue
+                    .events
+                    .push_back(Event::StageFinished { stage: k });
                 let bake = self.plan.policy.bake;
                 if bake > Duration::ZERO {
-                    self.gate = Gate::Bake(k);
+                    self.course.gate = Gate::Bake(k);
                     self.timer(now + bake, Timer::StageBake(k));
                 } else {
                     self.next_stage_gate(now, k);
                 }
             } else if self.finals == self.slots.len() && !self.manual_busy() {
-                self.events.push_back(Event::StageFinished { stage: k });
+                self.queue
+                    .events
+                    .push_back(Event::StageFinished { stage: k });
                 self.finish(now);
             }
         }
@@ -75,10 +79,10 @@ impl Rollout {
     /// (failed servers kept out fill `max_unavailable`).
     pub(super) fn check_room(&mut self, now: Instant) {
         let max = self.plan.policy.max_unavailable;
-        if self.out < max || self.held > 0 {
+        if self.capacity.out < max || self.capacity.held > 0 {
             return;
         }
-        if !self.ready.is_empty() {
+        if !self.course.ready.is_empty() {
             self.no_room(now);
         }
         self.gate_depools_give_up(now);
@@ -87,7 +91,7 @@ impl Rollout {
     /// Servers whose error gate (or `post_repool`) failed and that wait for room to be
     /// depooled, when no room will come: they stay in the pool, failed, and say so.
     pub(super) fn gate_depools_give_up(&mut self, now: Instant) {
-        while let Some(i) = self.gate_ready.pop_front() {
+        while let Some(i) = self.course.gate_ready.pop_front() {
             let why = self.slots[i as usize].why.take().unwrap_or_default();
             self.finalize(
                 now,
@@ -108,9 +112,10 @@ impl Rollout {
         }
         let detail = format!(
             "{} server(s) out of the pool for good and max_unavailable is {}: {}",
-            self.out,
+            self.capacity.out,
             self.plan.policy.max_unavailable,
-            self.kept_out
+            self.capacity
+                .kept_out
                 .iter()
                 .map(|(s, why)| format!("{s} ({why})"))
                 .collect::<Vec<_>>()
@@ -125,7 +130,7 @@ impl Rollout {
             return self.schedule(now);
         }
         if self.plan.policy.approve_stages && !self.plan.policy.force {
-            self.gate = Gate::Approval(k + 1);
+            self.course.gate = Gate::Approval(k + 1);
             let n = self.stages[k as usize].len();
             self.open_prompt(
                 now,
@@ -139,17 +144,17 @@ impl Rollout {
     }
 
     pub(super) fn can_start(&self) -> bool {
-        self.phase == Phase::Running
+        self.course.phase == Phase::Running
             && !self.paused
             && self.stopping.is_none()
             && self.prompt.is_none()
-            && self.gate == Gate::Open
-            && self.in_flight < self.plan.policy.parallel
-            && self.cursor < self.stages[self.stage].len()
+            && self.course.gate == Gate::Open
+            && self.course.in_flight < self.plan.policy.parallel
+            && self.course.cursor < self.stages[self.course.stage].len()
     }
 
     pub(super) fn start(&mut self, now: Instant, i: u32) {
-        self.in_flight += 1;
+        self.course.in_flight += 1;
         match self.plan.layout {
             Layout::Releases => {
                 self.slots[i as usize].step = Step::Copy;
@@ -173,7 +178,7 @@ impl Rollout {
             return self.activate(now, i);
         }
         self.slots[i as usize].step = Step::Ready;
-        self.ready.push_back(i);
+        self.course.ready.push_back(i);
     }
 
     pub(super) fn over_budget(&mut self, now: Instant) {
@@ -207,9 +212,9 @@ impl Rollout {
     }
 
     pub(super) fn open_prompt(&mut self, now: Instant, kind: PromptKind, question: String) {
-        self.timer_seq += 1;
-        let seq = self.timer_seq;
-        self.events.push_back(Event::Prompt {
+        self.queue.timer_seq += 1;
+        let seq = self.queue.timer_seq;
+        self.queue.events.push_back(Event::Prompt {
             question: question.clone(),
             answer: None,
         });
@@ -226,7 +231,7 @@ impl Rollout {
         let Some(p) = self.prompt.take() else {
             return;
         };
-        self.events.push_back(Event::Prompt {
+        self.queue.events.push_back(Event::Prompt {
             question: p.question,
             answer: Some(word.to_string()),
         });
@@ -250,7 +255,7 @@ impl Rollout {
                 self.open_stage(k as usize - 1);
             }
             (PromptKind::Stage(k), false) => {
-                self.gate = Gate::Open;
+                self.course.gate = Gate::Open;
                 self.stop(
                     now,
                     reason,
@@ -261,15 +266,17 @@ impl Rollout {
     }
 
     pub(super) fn stop(&mut self, now: Instant, reason: StopReason, detail: String) {
-        if self.stopping.is_some() || self.phase == Phase::Finished {
+        if self.stopping.is_some() || self.course.phase == Phase::Finished {
             return;
         }
         self.stopping = Some(reason);
-        self.events.push_back(Event::Stopping { reason, detail });
+        self.queue
+            .events
+            .push_back(Event::Stopping { reason, detail });
         if self.prompt.is_some() {
             self.answer(now, "stop", false);
         }
-        if self.phase != Phase::Running {
+        if self.course.phase != Phase::Running {
             // Staging or preflight still running: nothing was touched.
             for i in 0..self.slots.len() as u32 {
                 self.finalize(
@@ -283,14 +290,14 @@ impl Rollout {
         }
         let skip = || Some(format!("not started: {reason}"));
         // Copied ahead but never depooled.
-        while let Some(i) = self.ready.pop_front() {
+        while let Some(i) = self.course.ready.pop_front() {
             self.finalize(now, i, ServerStatus::Skipped, skip());
         }
         // The rest of this stage, and every later stage.
-        let k = self.stage;
-        while self.cursor < self.stages[k].len() {
-            let i = self.stages[k][self.cursor];
-            self.cursor += 1;
+        let k = self.course.stage;
+        while self.course.cursor < self.stages[k].len() {
+            let i = self.stages[k][self.course.cursor];
+            self.course.cursor += 1;
             self.finalize(now, i, ServerStatus::Skipped, skip());
         }
         for later in k + 1..self.stages.len() {
@@ -299,14 +306,14 @@ impl Rollout {
                 self.finalize(now, i, ServerStatus::Skipped, skip());
             }
         }
-        self.gate = Gate::Open;
+        self.course.gate = Gate::Open;
     }
 
     pub(super) fn finish(&mut self, now: Instant) {
-        if self.phase == Phase::Finished {
+        if self.course.phase == Phase::Finished {
             return;
         }
-        self.phase = Phase::Finished;
+        self.course.phase = Phase::Finished;
         self.touch(now);
         self.report_held();
         let report = self.report();
@@ -317,7 +324,7 @@ impl Rollout {
                 summary: report.summary,
             },
         );
-        self.events.push_back(Event::DeployFinished {
+        self.queue.events.push_back(Event::DeployFinished {
             summary: report.summary,
             duration_s: report.duration.as_secs_f64(),
             verdict: report.verdict,
