@@ -24,14 +24,13 @@
 
 use std::io::Write;
 
-use mwdeploy::session::Controls;
 use mwdeploy::{BuildError, DeployError};
 
 use crate::error::CliError;
 use crate::exit;
 use crate::output::Output;
 use crate::request::DeployRequest;
-use crate::session::{warn_on_stderr, Printer, Shown, Shows};
+use crate::session::{warn_on_stderr, Run};
 
 /// Runs the deploy `req` asks for; returns the exit code (0, 1, 3 or 130).
 pub(crate) fn run<W: Write>(req: &DeployRequest, out: &mut Output<W>) -> Result<i32, CliError> {
@@ -40,31 +39,20 @@ pub(crate) fn run<W: Write>(req: &DeployRequest, out: &mut Output<W>) -> Result<
 }
 
 async fn deploy<W: Write>(req: &DeployRequest, out: &mut Output<W>) -> Result<i32, CliError> {
-    let controls = Controls::new();
-    let signals = tokio::spawn(crate::session::watch_signals(controls.clone()));
     let release = mwdeploy::session::new_id("");
-    let (mut printer, dashboard) = Printer::for_run(req.output, release.as_str());
-    let prepared = {
-        let mut shown = Shown(&mut printer, out);
-        mwdeploy::deploy::prepare(req, release, &controls, &mut shown, warn_on_stderr()).await
-    };
-    let running = prepared.and_then(|d| d.start());
-    let running = match running {
-        Ok(r) => r,
-        Err(e) => {
-            signals.abort();
-            return refusal(e);
-        }
-    };
-    let shows = Shows {
-        dashboard,
-        exit_when_done: req.exit_when_done,
-        printer,
-        output: req.output,
-        controls,
-        signals,
-    };
-    Ok(shows.run(running, out).await)
+    let mut run = Run::new(req.output, release.as_str());
+    let controls = run.controls();
+    let prepared = mwdeploy::deploy::prepare(
+        req,
+        release,
+        &controls,
+        &mut run.shown(out),
+        warn_on_stderr(),
+    )
+    .await;
+    let unreachable = "nothing was touched; every proxy must confirm each pool change";
+    run.show(prepared, req.exit_when_done, unreachable, out)
+        .await
 }
 
 /// What the command says of a deploy refused before production, and its exit code.

@@ -7,14 +7,13 @@ use std::io::Write;
 use std::path::Path;
 
 use mwdeploy::recover::{RecoverError, Recovery};
-use mwdeploy::session::Controls;
 
 use crate::cli::RecoverArgs;
 use crate::error::CliError;
 use crate::exit;
 use crate::output::Output;
 use crate::request::{load_config, OutputMode};
-use crate::session::{new_id, warn_on_stderr, Printer, Shown, Shows};
+use crate::session::{new_id, warn_on_stderr, Run};
 
 /// Runs `mwdeploy recover`; returns the exit code.
 pub(crate) fn run<W: Write>(
@@ -56,50 +55,20 @@ pub(crate) fn run<W: Write>(
     } else {
         let runtime = crate::ops::runtime()?;
         runtime.block_on(async {
-            let controls = Controls::new();
-            let signals = tokio::spawn(crate::session::watch_signals(controls.clone()));
-            let (mut printer, dashboard) = Printer::for_run(output, id.as_str());
-            let prepared = {
-                let mut shown = Shown(&mut printer, out);
-                recovery
-                    .prepare(
-                        &config,
-                        id.clone(),
-                        argv,
-                        &controls,
-                        &mut shown,
-                        warn_on_stderr(),
-                    )
-                    .await
-            };
-            match prepared.and_then(|d| d.start()) {
-                Ok(running) => {
-                    let shows = Shows {
-                        dashboard,
-                        exit_when_done: false,
-                        printer,
-                        output,
-                        controls,
-                        signals,
-                    };
-                    Ok(shows.run(running, out).await)
-                }
-                Err(mwdeploy::DeployError::Unreachable(proxies)) => {
-                    signals.abort();
-                    for p in &proxies {
-                        eprintln!("mwdeploy: {p}");
-                    }
-                    eprintln!(
-                        "mwdeploy: refused: a proxy is unreachable: nothing was touched; \
-                         every proxy must confirm each repool"
-                    );
-                    Ok(exit::REFUSED)
-                }
-                Err(e) => {
-                    signals.abort();
-                    crate::deploy::refusal(e)
-                }
-            }
+            let mut run = Run::new(output, id.as_str());
+            let controls = run.controls();
+            let prepared = recovery
+                .prepare(
+                    &config,
+                    id.clone(),
+                    argv,
+                    &controls,
+                    &mut run.shown(out),
+                    warn_on_stderr(),
+                )
+                .await;
+            let unreachable = "nothing was touched; every proxy must confirm each repool";
+            run.show(prepared, false, unreachable, out).await
         })?
     };
     for (journal, e) in recovery.close(&config, &id) {

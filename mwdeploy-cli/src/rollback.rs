@@ -17,8 +17,6 @@ use std::io::Write;
 use std::path::Path;
 
 use mwdeploy::rollback::RollbackSpec;
-use mwdeploy::session::Controls;
-use mwdeploy::DeployError;
 use mwdeploy_core::ReleaseId;
 
 use crate::cli::RollbackArgs;
@@ -26,7 +24,7 @@ use crate::error::CliError;
 use crate::exit;
 use crate::output::Output;
 use crate::request::{load_config, server_names, OutputMode};
-use crate::session::{new_id, warn_on_stderr, Printer, Shown, Shows};
+use crate::session::{new_id, warn_on_stderr, Run};
 
 /// Runs `mwdeploy rollback`; returns the exit code.
 pub(crate) fn run<W: Write>(
@@ -75,42 +73,20 @@ pub(crate) fn run<W: Write>(
     };
     let runtime = crate::ops::runtime()?;
     runtime.block_on(async {
-        let controls = Controls::new();
-        let signals = tokio::spawn(crate::session::watch_signals(controls.clone()));
         let id = new_id("rollback");
-        let (mut printer, dashboard) = Printer::for_run(output, id.as_str());
-        let prepared = {
-            let mut shown = Shown(&mut printer, out);
-            mwdeploy::rollback::prepare(&config, &spec, id, &controls, &mut shown, warn_on_stderr())
-                .await
-        };
-        let running = match prepared.and_then(|d| d.start()) {
-            Ok(r) => r,
-            Err(DeployError::Unreachable(proxies)) => {
-                signals.abort();
-                for p in &proxies {
-                    eprintln!("mwdeploy: {p}");
-                }
-                eprintln!(
-                    "mwdeploy: refused: a proxy is unreachable: nothing was touched \
-                     (--fast switches without the balancer)"
-                );
-                return Ok(exit::REFUSED);
-            }
-            Err(e) => {
-                signals.abort();
-                return crate::deploy::refusal(e);
-            }
-        };
-        let shows = Shows {
-            dashboard,
-            exit_when_done: false,
-            printer,
-            output,
-            controls,
-            signals,
-        };
-        Ok(shows.run(running, out).await)
+        let mut run = Run::new(output, id.as_str());
+        let controls = run.controls();
+        let prepared = mwdeploy::rollback::prepare(
+            &config,
+            &spec,
+            id,
+            &controls,
+            &mut run.shown(out),
+            warn_on_stderr(),
+        )
+        .await;
+        let unreachable = "nothing was touched (--fast switches without the balancer)";
+        run.show(prepared, false, unreachable, out).await
     })
 }
 

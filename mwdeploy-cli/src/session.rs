@@ -23,6 +23,7 @@ use mwdeploy_core::{Decision, Event, Report, Summary};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::error::CliError;
 use crate::output::Output;
 use crate::render::{Clean, JsonLines, PlainLines};
 use crate::request::OutputMode;
@@ -106,19 +107,92 @@ impl<W: Write> mwdeploy::session::Observer for Shown<'_, W> {
     }
 }
 
-/// How a started run (a deploy, a rollback, a recovery) is shown.
-pub(crate) struct Shows {
-    pub(crate) dashboard: bool,
-    pub(crate) exit_when_done: bool,
-    pub(crate) printer: Printer,
-    pub(crate) output: OutputMode,
-    pub(crate) controls: Controls,
-    pub(crate) signals: JoinHandle<()>,
+/// A run of the library's (a deploy, a rollback, a recovery) as the command shows it:
+/// made before the run is prepared (its signals watched, its records printed), then
+/// given what the preparation came to.
+pub(crate) struct Run {
+    printer: Printer,
+    dashboard: bool,
+    output: OutputMode,
+    controls: Controls,
+    signals: JoinHandle<()>,
+}
+
+impl Run {
+    /// Run `id`, shown as `output` says. Call it inside the tokio runtime.
+    pub(crate) fn new(output: OutputMode, id: &str) -> Run {
+        let controls = Controls::new();
+        let signals = tokio::spawn(watch_signals(controls.clone()));
+        let (printer, dashboard) = Printer::for_run(output, id);
+        Run {
+            printer,
+            dashboard,
+            output,
+            controls,
+            signals,
+        }
+    }
+
+    /// Its controls, for the library's `prepare`.
+    pub(crate) fn controls(&self) -> Controls {
+        self.controls.clone()
+    }
+
+    /// Its printer on `out`: the library's observer of the records before the machine.
+    pub(crate) fn shown<'a, W: Write>(&'a mut self, out: &'a mut Output<W>) -> Shown<'a, W> {
+        Shown(&mut self.printer, out)
+    }
+
+    /// Starts what `prepared` made ready and shows it to its end; or tells why it was
+    /// refused (`unreachable`: what an unreachable proxy means for this run). The exit
+    /// code.
+    pub(crate) async fn show<W: Write>(
+        self,
+        prepared: Result<mwdeploy::Deployment, mwdeploy::DeployError>,
+        exit_when_done: bool,
+        unreachable: &str,
+        out: &mut Output<W>,
+    ) -> Result<i32, CliError> {
+        let running = match prepared.and_then(|d| d.start()) {
+            Ok(r) => r,
+            Err(mwdeploy::DeployError::Unreachable(proxies)) => {
+                self.signals.abort();
+                for p in &proxies {
+                    eprintln!("mwdeploy: {p}");
+                }
+                eprintln!("mwdeploy: refused: a proxy is unreachable: {unreachable}");
+                return Ok(crate::exit::REFUSED);
+            }
+            Err(e) => {
+                self.signals.abort();
+                return crate::deploy::refusal(e);
+            }
+        };
+        let shows = Shows {
+            dashboard: self.dashboard,
+            exit_when_done,
+            printer: self.printer,
+            output: self.output,
+            controls: self.controls,
+            signals: self.signals,
+        };
+        Ok(shows.run(running, out).await)
+    }
+}
+
+/// How a started run is shown.
+struct Shows {
+    dashboard: bool,
+    exit_when_done: bool,
+    printer: Printer,
+    output: OutputMode,
+    controls: Controls,
+    signals: JoinHandle<()>,
 }
 
 impl Shows {
     /// Shows `running` to its end; the summary line; the exit code of its report.
-    pub(crate) async fn run<W: Write>(self, running: Running, out: &mut Output<W>) -> i32 {
+    async fn run<W: Write>(self, running: Running, out: &mut Output<W>) -> i32 {
         let Shows {
             dashboard,
             exit_when_done,

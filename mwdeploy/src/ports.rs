@@ -302,6 +302,29 @@ impl Setup {
         }
     }
 
+    /// The setup of a run that copies nothing new (a rollback, a recovery) on `servers`:
+    /// their own hooks (no l10n), and the transfer of run `id` over the releases already
+    /// there.
+    pub(crate) async fn existing(
+        config: &Config,
+        servers: &[&ServerConfig],
+        with_pool: bool,
+        id: &mwdeploy_core::ReleaseId,
+    ) -> Result<(Setup, mwdeploy_rsync::RsyncTransfer), crate::DeployError> {
+        let setup = Setup::build(
+            config,
+            false,
+            |hosts, rsync| hooks_for(config, servers.iter().copied(), None, hosts, rsync),
+            with_pool,
+        )
+        .await?;
+        let info = mwdeploy_rsync::DeployInfo::new(id.as_str());
+        match mwdeploy_rsync::RsyncTransfer::new(setup.rsync.clone(), setup.hosts.clone(), info) {
+            Ok(t) => Ok((setup, t)),
+            Err(e) => setup.refuse(BuildError::Rsync(e).into()).await,
+        }
+    }
+
     /// Closes the hosts and gives back `e`: a run refused after the setup.
     pub(crate) async fn refuse<T>(&self, e: crate::DeployError) -> Result<T, crate::DeployError> {
         self.hosts.close().await;

@@ -32,7 +32,6 @@ use mwdeploy_core::{
 };
 use mwdeploy_haproxy::HaproxyPool;
 use mwdeploy_rsync::RecoverTransfer;
-use mwdeploy_rsync::{DeployInfo, RsyncTransfer};
 use mwdeploy_runtime::driver::Ports;
 use mwdeploy_runtime::journal::{self, Journal};
 
@@ -40,8 +39,8 @@ use mwdeploy_runtime::lock::DeployLock;
 
 use crate::config::{Config, ServerConfig};
 use crate::deploy::Deployment;
-use crate::error::{BuildError, DeployError, LockRefused};
-use crate::ports::{hooks_for, notifier, Setup};
+use crate::error::{DeployError, LockRefused};
+use crate::ports::{notifier, Setup};
 use crate::request::operator;
 use crate::session::{take_lock, Controls, Observer, Session, Warn};
 
@@ -260,21 +259,7 @@ async fn recover(
         .iter()
         .filter(|s| targets.contains_key(&s.name))
         .collect();
-    let setup = Setup::build(
-        config,
-        false,
-        |hosts, rsync| hooks_for(config, servers.iter().copied(), None, hosts, rsync),
-        true,
-    )
-    .await?;
-    let transfer = match RsyncTransfer::new(
-        setup.rsync.clone(),
-        setup.hosts.clone(),
-        DeployInfo::new(id.as_str()),
-    ) {
-        Ok(t) => t,
-        Err(e) => return setup.refuse(BuildError::Rsync(e).into()).await,
-    };
+    let (setup, transfer) = Setup::existing(config, &servers, true, &id).await?;
     let Setup {
         hosts,
         hooks,

@@ -15,13 +15,13 @@ use std::sync::Arc;
 use mwdeploy_core::plan::{FailureBudget, OnFailure, StageSize};
 use mwdeploy_core::ports::PoolControl;
 use mwdeploy_core::{Event, Layout, Plan, ReleaseId};
-use mwdeploy_rsync::{DeployInfo, RollbackTransfer, RsyncTransfer};
+use mwdeploy_rsync::RollbackTransfer;
 use mwdeploy_runtime::driver::Ports;
 
 use crate::config::Config;
 use crate::deploy::Deployment;
 use crate::error::{BuildError, DeployError};
-use crate::ports::{hooks_for, notifier, NoPool, Setup};
+use crate::ports::{notifier, NoPool, Setup};
 use crate::request::{operator, select_servers, RequestError};
 use crate::session::{take_lock, Controls, Observer, Session, Warn};
 
@@ -108,21 +108,7 @@ pub async fn prepare(
         &config.state_dir,
         spec.message.as_deref().unwrap_or_default(),
     )?;
-    let setup = Setup::build(
-        config,
-        false,
-        |hosts, rsync| hooks_for(config, servers.iter().copied(), None, hosts, rsync),
-        !spec.fast,
-    )
-    .await?;
-    let transfer = match RsyncTransfer::new(
-        setup.rsync.clone(),
-        setup.hosts.clone(),
-        DeployInfo::new(id.as_str()),
-    ) {
-        Ok(t) => t,
-        Err(e) => return setup.refuse(BuildError::Rsync(e).into()).await,
-    };
+    let (setup, transfer) = Setup::existing(config, &servers, !spec.fast, &id).await?;
     let Setup {
         hosts,
         hooks,
