@@ -408,9 +408,9 @@ fn close(state_dir: &Path, u: &Unfinished, by: &ReleaseId) -> Result<(), String>
 }
 
 /// HAProxy, but a server that is already out of the pool is not depooled again (a
-/// drain would take it out of maintenance first).
+/// drain would take it out of maintenance first): a recovery's pool.
 #[derive(Debug)]
-struct RecoverPool(HaproxyPool);
+pub struct RecoverPool(pub HaproxyPool);
 
 #[async_trait]
 impl PoolControl for RecoverPool {
