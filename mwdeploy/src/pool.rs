@@ -114,75 +114,24 @@ pub async fn change(
 
     let mut failure = None;
     if !depool && !force {
-        let canary = match canary(config, hosts.clone()) {
-            Ok(c) => c,
+        match canary_passes(config, &hosts, server, &progress, &mut record).await {
+            Ok(true) => {}
+            Ok(false) => {
+                failure = Some(format!(
+                    "{name} failed its canary: not repooled, it stays out of the pool \
+                     (--force repools it without the canary)"
+                ))
+            }
             Err(e) => {
                 hosts.close().await;
                 return Outcome::Unusable(e.to_string());
             }
-        };
-        let mut passed = false;
-        for attempt in 1..=config.canary.attempts.max(1) {
-            let health = canary.check(server, &progress).await;
-            let (ok, status, detail) = match &health {
-                Health::Healthy => (true, None, "ok".to_string()),
-                Health::Unhealthy { reason, status } => (false, *status, reason.clone()),
-                Health::Unknown { reason } => (false, None, reason.clone()),
-                other => (false, None, format!("{other:?}")),
-            };
-            record(Event::Canary {
-                server: server.id.clone(),
-                attempt,
-                ok,
-                status,
-                detail,
-            });
-            if ok {
-                passed = true;
-                break;
-            }
-            if attempt < config.canary.attempts {
-                tokio::time::sleep(config.canary.retry_pause).await;
-            }
-        }
-        if !passed {
-            failure = Some(format!(
-                "{name} failed its canary: not repooled, it stays out of the pool \
-                 (--force repools it without the canary)"
-            ));
         }
     }
-    let action = if depool {
-        PoolAction::Depool
-    } else {
-        PoolAction::Repool
-    };
     if failure.is_none() {
-        record(Event::Pool {
-            server: server.id.clone(),
-            proxy: None,
-            backend: None,
-            action,
-            phase: PoolPhase::Intent,
-            ok: None,
-            detail: None,
-        });
-        let result = if depool {
-            pool.depool(server, &progress).await
-        } else {
-            pool.repool(server, &progress).await
-        };
-        let error = result.err().map(|e| e.to_string());
-        record(Event::Pool {
-            server: server.id.clone(),
-            proxy: None,
-            backend: None,
-            action,
-            phase: PoolPhase::Result,
-            ok: Some(error.is_none()),
-            detail: error.clone(),
-        });
-        failure = error.map(|e| format!("{name}: {what} failed: {e}"));
+        failure = send(&pool, server, depool, &progress, &mut record)
+            .await
+            .map(|e| format!("{name}: {what} failed: {e}"));
     }
     let mut summary = Summary::default();
     summary.count(if failure.is_none() {
@@ -210,4 +159,77 @@ pub async fn change(
         proxies.join(", "),
         config.haproxy_backends.join(", ")
     ))
+}
+
+/// Runs `server`'s canary as a deploy would (its attempts and pauses), each attempt
+/// recorded: whether one passed.
+async fn canary_passes(
+    config: &Config,
+    hosts: &Arc<Hosts>,
+    server: &Server,
+    progress: &Progress,
+    record: &mut impl FnMut(Event),
+) -> Result<bool, crate::BuildError> {
+    let canary = canary(config, hosts.clone())?;
+    for attempt in 1..=config.canary.attempts.max(1) {
+        let health = canary.check(server, progress).await;
+        let (ok, status, detail) = match &health {
+            Health::Healthy => (true, None, "ok".to_string()),
+            Health::Unhealthy { reason, status } => (false, *status, reason.clone()),
+            Health::Unknown { reason } => (false, None, reason.clone()),
+            other => (false, None, format!("{other:?}")),
+        };
+        record(Event::Canary {
+            server: server.id.clone(),
+            attempt,
+            ok,
+            status,
+            detail,
+        });
+        if ok {
+            return Ok(true);
+        }
+        if attempt < config.canary.attempts {
+            tokio::time::sleep(config.canary.retry_pause).await;
+        }
+    }
+    Ok(false)
+}
+
+/// Sends the change to every proxy, its intent recorded before and its result after
+/// (write-ahead, as a deploy's); the error, if it failed.
+async fn send(
+    pool: &impl PoolControl,
+    server: &Server,
+    depool: bool,
+    progress: &Progress,
+    record: &mut impl FnMut(Event),
+) -> Option<String> {
+    let action = if depool {
+        PoolAction::Depool
+    } else {
+        PoolAction::Repool
+    };
+    let event = |phase, ok, detail| Event::Pool {
+        server: server.id.clone(),
+        proxy: None,
+        backend: None,
+        action,
+        phase,
+        ok,
+        detail,
+    };
+    record(event(PoolPhase::Intent, None, None));
+    let result = if depool {
+        pool.depool(server, progress).await
+    } else {
+        pool.repool(server, progress).await
+    };
+    let error = result.err().map(|e| e.to_string());
+    record(event(
+        PoolPhase::Result,
+        Some(error.is_none()),
+        error.clone(),
+    ));
+    error
 }
