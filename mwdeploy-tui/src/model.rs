@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use mwdeploy_core::event::{Event, PoolAction, PoolPhase, PrepStatus, Record, Summary};
-use mwdeploy_core::{Layout, ServerStatus};
+use mwdeploy_core::{HookPoint, Layout, ServerStatus};
 
 use mwdeploy_core::text::Clean;
 
@@ -299,20 +299,14 @@ impl Dashboard {
                 percent,
                 rate,
                 line,
-            } => {
-                let i = self.row(server.as_str());
-                let row = &mut self.rows[i];
-                row.step = Some(clean(step));
-                if percent.is_some() {
-                    row.percent = percent.map(|p| p.clamp(0.0, 100.0));
-                }
-                if rate.is_some() {
-                    row.rate = rate.as_deref().map(clean);
-                }
-                if let Some(l) = line {
-                    row.push_log(ts, clean(l));
-                }
-            }
+            } => self.progress(
+                ts,
+                server.as_str(),
+                step,
+                *percent,
+                rate.as_deref(),
+                line.as_deref(),
+            ),
             Event::Pool {
                 server,
                 proxy,
@@ -321,86 +315,29 @@ impl Dashboard {
                 phase,
                 ok,
                 detail,
-            } => {
-                let verb = match action {
-                    PoolAction::Depool => "depool",
-                    PoolAction::Repool => "repool",
-                };
-                let place = match (proxy, backend) {
-                    (Some(p), Some(b)) => format!(" on {}/{}", clean(p), clean(b)),
-                    (Some(p), None) => format!(" on {}", clean(p)),
-                    (None, Some(b)) => format!(" in {}", clean(b)),
-                    (None, None) => String::new(),
-                };
-                let text = match (phase, ok) {
-                    (PoolPhase::Intent, _) => format!("{verb}{place}…"),
-                    (PoolPhase::Result, Some(true)) => format!("{verb}{place}: confirmed"),
-                    (PoolPhase::Result, _) => format!(
-                        "{verb}{place} failed: {}",
-                        detail.as_deref().map(clean).unwrap_or_else(|| "?".into())
-                    ),
-                };
-                let i = self.row(server.as_str());
-                // The results of a change asked here (one per proxy) become the notice,
-                // until the server's pool is changed the other way.
-                let depool = *action == PoolAction::Depool;
-                let asked = self
-                    .pool_request
-                    .as_ref()
-                    .and_then(|r| (r.server == server.as_str()).then_some(r.depool == depool));
-                match (asked, phase) {
-                    (Some(true), PoolPhase::Result) => {
-                        self.notice = Some(format!("{}: {text}", server.as_str()));
-                    }
-                    (Some(false), PoolPhase::Intent) => self.pool_request = None,
-                    _ => {}
-                }
-                self.rows[i].push_log(ts, text);
-            }
+            } => self.pool_change(
+                ts,
+                server.as_str(),
+                proxy.as_deref(),
+                backend.as_deref(),
+                *action,
+                *phase,
+                *ok,
+                detail.as_deref(),
+            ),
             Event::Canary {
                 server,
                 attempt,
                 ok,
                 status,
                 detail,
-            } => {
-                let i = self.row(server.as_str());
-                let row = &mut self.rows[i];
-                let detail = clean(detail);
-                if *ok {
-                    row.push_log(ts, format!("canary attempt {attempt} passed"));
-                } else {
-                    let reason = match status {
-                        Some(s) => format!("HTTP {s}"),
-                        None if detail.is_empty() => "no answer".to_string(),
-                        None => detail.clone(),
-                    };
-                    row.push_log(ts, format!("canary attempt {attempt} failed: {detail}"));
-                    row.failure = Some(FailureCause {
-                        canary: true,
-                        reason,
-                    });
-                }
-            }
+            } => self.canary_attempt(ts, server.as_str(), *attempt, *ok, *status, detail),
             Event::Hook {
                 server,
                 hook,
                 ok,
                 detail,
-            } => {
-                let i = self.row(server.as_str());
-                let row = &mut self.rows[i];
-                if *ok {
-                    row.push_log(ts, format!("hooks {hook} passed"));
-                } else {
-                    let d = detail.as_deref().map(clean).unwrap_or_else(|| "?".into());
-                    row.push_log(ts, format!("hooks {hook} failed: {d}"));
-                    row.failure = Some(FailureCause {
-                        canary: false,
-                        reason: format!("{hook} hook: {d}"),
-                    });
-                }
-            }
+            } => self.hook_ran(ts, server.as_str(), *hook, *ok, detail.as_deref()),
             Event::Rollback {
                 server,
                 from,
@@ -415,35 +352,12 @@ impl Dashboard {
                 };
                 self.rows[i].push_log(ts, text);
             }
-            Event::Prompt { question, answer } => match answer {
-                None => {
-                    self.prompt_seq += 1;
-                    self.prompt = Some(OpenPrompt {
-                        seq: self.prompt_seq,
-                        question: clean(question),
-                        asked: ts,
-                        server: self.last_failed.filter(|_| is_failure_question(question)),
-                    });
-                }
-                Some(a) => {
-                    self.prompt = None;
-                    self.notice = Some(format!("answered {}: {}", clean(a), clean(question)));
-                }
-            },
-            Event::Warning { server, detail } => match server {
-                Some(s) => {
-                    let i = self.row(s.as_str());
-                    self.rows[i].push_log(ts, format!("warning: {}", clean(detail)));
-                    // The pool menu's answer (done, or why not) shows on the main screen,
-                    // and ends the request: the deploy's own pool changes of the server
-                    // after it are not its result.
-                    if detail.starts_with("pool: ") {
-                        self.notice = Some(clean(detail));
-                        self.pool_request = None;
-                    }
-                }
-                None => self.notice = Some(format!("warning: {}", clean(detail))),
-            },
+            Event::Prompt { question, answer } => {
+                self.prompt_event(ts, question, answer.as_deref())
+            }
+            Event::Warning { server, detail } => {
+                self.warning(ts, server.as_ref().map(|s| s.as_str()), detail)
+            }
             Event::Stopping { reason, detail } => {
                 self.stopping = Some(format!("{reason}: {}", clean(detail)));
             }
@@ -460,6 +374,170 @@ impl Dashboard {
                 });
             }
             _ => {}
+        }
+    }
+
+    /// A step's progress: its name, percentage, rate, a line of its output.
+    fn progress(
+        &mut self,
+        ts: SystemTime,
+        server: &str,
+        step: &str,
+        percent: Option<f32>,
+        rate: Option<&str>,
+        line: Option<&str>,
+    ) {
+        let i = self.row(server);
+        let row = &mut self.rows[i];
+        row.step = Some(clean(step));
+        if percent.is_some() {
+            row.percent = percent.map(|p| p.clamp(0.0, 100.0));
+        }
+        if rate.is_some() {
+            row.rate = rate.map(clean);
+        }
+        if let Some(l) = line {
+            row.push_log(ts, clean(l));
+        }
+    }
+
+    /// A pool change's intent or result on one proxy: the server's log, and the notice
+    /// when it answers a change asked here.
+    #[allow(clippy::too_many_arguments)]
+    fn pool_change(
+        &mut self,
+        ts: SystemTime,
+        server: &str,
+        proxy: Option<&str>,
+        backend: Option<&str>,
+        action: PoolAction,
+        phase: PoolPhase,
+        ok: Option<bool>,
+        detail: Option<&str>,
+    ) {
+        let verb = match action {
+            PoolAction::Depool => "depool",
+            PoolAction::Repool => "repool",
+        };
+        let place = match (proxy, backend) {
+            (Some(p), Some(b)) => format!(" on {}/{}", clean(p), clean(b)),
+            (Some(p), None) => format!(" on {}", clean(p)),
+            (None, Some(b)) => format!(" in {}", clean(b)),
+            (None, None) => String::new(),
+        };
+        let text = match (phase, ok) {
+            (PoolPhase::Intent, _) => format!("{verb}{place}…"),
+            (PoolPhase::Result, Some(true)) => format!("{verb}{place}: confirmed"),
+            (PoolPhase::Result, _) => format!(
+                "{verb}{place} failed: {}",
+                detail.map(clean).unwrap_or_else(|| "?".into())
+            ),
+        };
+        let i = self.row(server);
+        // The results of a change asked here (one per proxy) become the notice,
+        // until the server's pool is changed the other way.
+        let depool = action == PoolAction::Depool;
+        let asked = self
+            .pool_request
+            .as_ref()
+            .and_then(|r| (r.server == server).then_some(r.depool == depool));
+        match (asked, phase) {
+            (Some(true), PoolPhase::Result) => {
+                self.notice = Some(format!("{}: {text}", server));
+            }
+            (Some(false), PoolPhase::Intent) => self.pool_request = None,
+            _ => {}
+        }
+        self.rows[i].push_log(ts, text);
+    }
+
+    /// A canary attempt: the log, and why the server failed when it did.
+    fn canary_attempt(
+        &mut self,
+        ts: SystemTime,
+        server: &str,
+        attempt: u32,
+        ok: bool,
+        status: Option<u16>,
+        detail: &str,
+    ) {
+        let i = self.row(server);
+        let row = &mut self.rows[i];
+        let detail = clean(detail);
+        if ok {
+            row.push_log(ts, format!("canary attempt {attempt} passed"));
+        } else {
+            let reason = match status {
+                Some(s) => format!("HTTP {s}"),
+                None if detail.is_empty() => "no answer".to_string(),
+                None => detail.clone(),
+            };
+            row.push_log(ts, format!("canary attempt {attempt} failed: {detail}"));
+            row.failure = Some(FailureCause {
+                canary: true,
+                reason,
+            });
+        }
+    }
+
+    /// A hook ran: the log, and why the server failed when it did.
+    fn hook_ran(
+        &mut self,
+        ts: SystemTime,
+        server: &str,
+        hook: HookPoint,
+        ok: bool,
+        detail: Option<&str>,
+    ) {
+        let i = self.row(server);
+        let row = &mut self.rows[i];
+        if ok {
+            row.push_log(ts, format!("hooks {hook} passed"));
+        } else {
+            let d = detail.map(clean).unwrap_or_else(|| "?".into());
+            row.push_log(ts, format!("hooks {hook} failed: {d}"));
+            row.failure = Some(FailureCause {
+                canary: false,
+                reason: format!("{hook} hook: {d}"),
+            });
+        }
+    }
+
+    /// A prompt opened, or was answered.
+    fn prompt_event(&mut self, ts: SystemTime, question: &str, answer: Option<&str>) {
+        match answer {
+            None => {
+                self.prompt_seq += 1;
+                self.prompt = Some(OpenPrompt {
+                    seq: self.prompt_seq,
+                    question: clean(question),
+                    asked: ts,
+                    server: self.last_failed.filter(|_| is_failure_question(question)),
+                });
+            }
+            Some(a) => {
+                self.prompt = None;
+                self.notice = Some(format!("answered {}: {}", clean(a), clean(question)));
+            }
+        }
+    }
+
+    /// A warning: on its server's log (and the notice for the pool menu's answers), or
+    /// the notice.
+    fn warning(&mut self, ts: SystemTime, server: Option<&str>, detail: &str) {
+        match server {
+            Some(s) => {
+                let i = self.row(s);
+                self.rows[i].push_log(ts, format!("warning: {}", clean(detail)));
+                // The pool menu's answer (done, or why not) shows on the main screen,
+                // and ends the request: the deploy's own pool changes of the server
+                // after it are not its result.
+                if detail.starts_with("pool: ") {
+                    self.notice = Some(clean(detail));
+                    self.pool_request = None;
+                }
+            }
+            None => self.notice = Some(format!("warning: {}", clean(detail))),
         }
     }
 
