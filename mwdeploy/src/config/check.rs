@@ -14,7 +14,8 @@ use mwdeploy_core::{Layout, ServerId};
 use serde_saphyr::{MessageFormatter, Spanned, UserMessageFormatter};
 
 use super::raw::{
-    Dur, Names, Num, ProxyEntry, RawConfig, RawHooks, RawProxy, RawServer, ServerEntry, S,
+    Dur, Names, Num, ProxyEntry, RawCanary, RawConfig, RawHooks, RawProxy, RawRollout, RawServer,
+    RawWebhooks, ServerEntry, S,
 };
 use super::{
     CanaryConfig, Config, Diagnostic, ErrorGateConfig, Hooks, Loc, ProxyConfig, RolloutConfig,
@@ -474,6 +475,223 @@ impl Checker<'_> {
         out
     }
 
+    /// `canary:`: the page check's URLs, status, body, timeouts and attempts, and the
+    /// error gate.
+    fn canary(&mut self, rc: &RawCanary) -> Option<CanaryConfig> {
+        let canary_urls = match &rc.url {
+            Some(u) => self.urls("canary.url", u),
+            None => Some(vec![DEFAULT_CANARY_URL.to_string()]),
+        };
+        let expect_status = self.num_or(
+            "canary.expect_status",
+            rc.expect_status.as_ref(),
+            200,
+            100,
+            599,
+            "an HTTP status is within 100..=599",
+        ) as u16;
+        let expect_body = match &rc.expect_body {
+            None => Some("wikioasis".to_string()),
+            Some(None) => None,
+            Some(Some(b)) if b.value.is_empty() => None,
+            Some(Some(b)) => self.text("canary.expect_body", b),
+        };
+        let timeout = self.dur(
+            "canary.timeout",
+            rc.timeout.as_ref(),
+            Duration::from_secs(15),
+            true,
+        );
+        let attempts = self.num_or(
+            "canary.attempts",
+            rc.attempts.as_ref(),
+            3,
+            1,
+            1000,
+            "a canary needs at least 1 attempt",
+        ) as u32;
+        let retry_pause = self.dur(
+            "canary.retry_pause",
+            rc.retry_pause.as_ref(),
+            Duration::from_secs(3),
+            false,
+        );
+        let error_gate = rc.error_gate.as_ref().and_then(|g| {
+            let g = &g.value;
+            let log_file = self.path(
+                &Self::spec("canary.error_gate.log_file", &g.log_file),
+                false,
+                "every server",
+            );
+            let pattern = if g.pattern.value.is_empty() {
+                self.error(
+                    at(&g.pattern),
+                    "canary.error_gate.pattern",
+                    "is empty: it would count every line",
+                );
+                None
+            } else {
+                self.text("canary.error_gate.pattern", &g.pattern)
+            };
+            let threshold = self.num_or(
+                "canary.error_gate.threshold",
+                g.threshold.as_ref(),
+                10,
+                1,
+                u64::from(u32::MAX),
+                "0 would fail every server",
+            ) as u32;
+            let window = self.dur(
+                "canary.error_gate.window",
+                g.window.as_ref(),
+                Duration::from_secs(20),
+                true,
+            );
+            Some(ErrorGateConfig {
+                log_file: log_file?,
+                pattern: pattern?,
+                threshold,
+                window,
+                on_unknown: g.on_unknown.unwrap_or(OnUnknown::Fail),
+            })
+        });
+        Some(CanaryConfig {
+            urls: canary_urls?,
+            expect_status,
+            expect_body,
+            timeout,
+            attempts,
+            retry_pause,
+            follow_redirects: rc.follow_redirects.unwrap_or(false),
+            error_gate,
+        })
+    }
+
+    /// `rollout:`: parallelism, `max_unavailable`, stages, the failure budget and the
+    /// step timeouts; and where the stages are (for the check against the groups).
+    fn rollout(&mut self, rr: &RawRollout) -> (RolloutConfig, Option<Loc>) {
+        let parallel = self.num_or(
+            "rollout.parallel",
+            rr.parallel.as_ref(),
+            1,
+            1,
+            u64::from(u32::MAX),
+            "with 0 in flight no server would ever start",
+        ) as u32;
+        let max_unavailable = self.num_or(
+            "rollout.max_unavailable",
+            rr.max_unavailable.as_ref(),
+            1,
+            0,
+            u64::from(u32::MAX),
+            "",
+        ) as u32;
+        let max_unavailable_at = rr.max_unavailable.as_ref().and_then(at);
+        let stages_at = rr.stages.as_ref().and_then(at);
+        let stages: Vec<StageSize> = match &rr.stages {
+            None => vec![StageSize::Percent(100)],
+            Some(s) => s.value.iter().map(|x| x.value.0.clone()).collect(),
+        };
+        if stages.is_empty() {
+            self.error(
+                stages_at,
+                "rollout.stages",
+                "is empty; give at least one stage, e.g. [\"100%\"]",
+            );
+        }
+        let groups = stages
+            .iter()
+            .filter(|s| matches!(s, StageSize::Group(_)))
+            .count();
+        if groups != 0 && groups != stages.len() {
+            self.error(
+                stages_at,
+                "rollout.stages",
+                "mixes groups with counts or percentages; use one kind",
+            );
+        }
+        let bake = self.dur("rollout.bake", rr.bake.as_ref(), Duration::ZERO, false);
+        let failure_budget = rr
+            .failure_budget
+            .as_ref()
+            .map(|b| b.value.0)
+            .unwrap_or(FailureBudget::Count(0));
+        let drain_timeout = self.dur(
+            "rollout.drain_timeout",
+            rr.drain_timeout.as_ref(),
+            Duration::from_secs(30),
+            true,
+        );
+        let repool_timeout = self.dur(
+            "rollout.repool_timeout",
+            rr.repool_timeout.as_ref(),
+            Duration::from_secs(30),
+            true,
+        );
+        let room_timeout = self.dur(
+            "rollout.room_timeout",
+            rr.room_timeout.as_ref(),
+            Duration::from_secs(60),
+            true,
+        );
+        // The engine's own defaults when missing (StepTimeouts::default()).
+        let engine = mwdeploy_core::plan::StepTimeouts::default();
+        let copy_timeout = self.dur(
+            "rollout.copy_timeout",
+            rr.copy_timeout.as_ref(),
+            engine.copy,
+            true,
+        );
+        let activate_timeout = self.dur(
+            "rollout.activate_timeout",
+            rr.activate_timeout.as_ref(),
+            engine.activate,
+            true,
+        );
+        let hook_timeout = self.dur(
+            "rollout.hook_timeout",
+            rr.hook_timeout.as_ref(),
+            engine.hook,
+            true,
+        );
+        let rollout = RolloutConfig {
+            parallel,
+            max_unavailable,
+            max_unavailable_at,
+            stages,
+            bake,
+            approve_stages: rr.approve_stages.unwrap_or(false),
+            failure_budget,
+            on_failure: rr.on_failure.unwrap_or(OnFailure::Prompt),
+            drain_timeout,
+            repool_timeout,
+            repool_after_check: rr.repool_after_check.unwrap_or(true),
+            room_timeout,
+            copy_timeout,
+            activate_timeout,
+            hook_timeout,
+        };
+        (rollout, stages_at)
+    }
+
+    /// `webhooks:`: each URL checked, kept as a secret.
+    fn webhooks(&mut self, rw: &RawWebhooks) -> Option<Webhooks> {
+        let mut webhook = |key: &str, v: &Option<S<String>>| -> Option<Option<Secret>> {
+            match v {
+                Some(u) if !u.value.trim().is_empty() => self
+                    .url(key, u.value.trim(), at(u), true)
+                    .map(|u| Some(Secret(u))),
+                _ => Some(None),
+            }
+        };
+        let discord = webhook("webhooks.discord", &rw.discord);
+        let slack = webhook("webhooks.slack", &rw.slack);
+        Some(Webhooks {
+            discord: discord?,
+            slack: slack?,
+        })
+    }
+
     fn config(&mut self, mut raw: RawConfig) -> Option<Config> {
         // ssh
         let deploy_user = match &raw.deploy_user {
@@ -681,172 +899,11 @@ impl Checker<'_> {
             (u && g).then(|| c.value.clone())
         });
 
-        // canary
         let rc = raw.canary.unwrap_or_default();
-        let canary_urls = match &rc.url {
-            Some(u) => self.urls("canary.url", u),
-            None => Some(vec![DEFAULT_CANARY_URL.to_string()]),
-        };
-        let expect_status = self.num_or(
-            "canary.expect_status",
-            rc.expect_status.as_ref(),
-            200,
-            100,
-            599,
-            "an HTTP status is within 100..=599",
-        ) as u16;
-        let expect_body = match &rc.expect_body {
-            None => Some("wikioasis".to_string()),
-            Some(None) => None,
-            Some(Some(b)) if b.value.is_empty() => None,
-            Some(Some(b)) => self.text("canary.expect_body", b),
-        };
-        let timeout = self.dur(
-            "canary.timeout",
-            rc.timeout.as_ref(),
-            Duration::from_secs(15),
-            true,
-        );
-        let attempts = self.num_or(
-            "canary.attempts",
-            rc.attempts.as_ref(),
-            3,
-            1,
-            1000,
-            "a canary needs at least 1 attempt",
-        ) as u32;
-        let retry_pause = self.dur(
-            "canary.retry_pause",
-            rc.retry_pause.as_ref(),
-            Duration::from_secs(3),
-            false,
-        );
-        let error_gate = rc.error_gate.as_ref().and_then(|g| {
-            let g = &g.value;
-            let log_file = self.path(
-                &Self::spec("canary.error_gate.log_file", &g.log_file),
-                false,
-                "every server",
-            );
-            let pattern = if g.pattern.value.is_empty() {
-                self.error(
-                    at(&g.pattern),
-                    "canary.error_gate.pattern",
-                    "is empty: it would count every line",
-                );
-                None
-            } else {
-                self.text("canary.error_gate.pattern", &g.pattern)
-            };
-            let threshold = self.num_or(
-                "canary.error_gate.threshold",
-                g.threshold.as_ref(),
-                10,
-                1,
-                u64::from(u32::MAX),
-                "0 would fail every server",
-            ) as u32;
-            let window = self.dur(
-                "canary.error_gate.window",
-                g.window.as_ref(),
-                Duration::from_secs(20),
-                true,
-            );
-            Some(ErrorGateConfig {
-                log_file: log_file?,
-                pattern: pattern?,
-                threshold,
-                window,
-                on_unknown: g.on_unknown.unwrap_or(OnUnknown::Fail),
-            })
-        });
+        let canary = self.canary(&rc);
 
-        // rollout
         let rr = raw.rollout.unwrap_or_default();
-        let parallel = self.num_or(
-            "rollout.parallel",
-            rr.parallel.as_ref(),
-            1,
-            1,
-            u64::from(u32::MAX),
-            "with 0 in flight no server would ever start",
-        ) as u32;
-        let max_unavailable = self.num_or(
-            "rollout.max_unavailable",
-            rr.max_unavailable.as_ref(),
-            1,
-            0,
-            u64::from(u32::MAX),
-            "",
-        ) as u32;
-        let max_unavailable_at = rr.max_unavailable.as_ref().and_then(at);
-        let stages_at = rr.stages.as_ref().and_then(at);
-        let stages: Vec<StageSize> = match &rr.stages {
-            None => vec![StageSize::Percent(100)],
-            Some(s) => s.value.iter().map(|x| x.value.0.clone()).collect(),
-        };
-        if stages.is_empty() {
-            self.error(
-                stages_at,
-                "rollout.stages",
-                "is empty; give at least one stage, e.g. [\"100%\"]",
-            );
-        }
-        let groups = stages
-            .iter()
-            .filter(|s| matches!(s, StageSize::Group(_)))
-            .count();
-        if groups != 0 && groups != stages.len() {
-            self.error(
-                stages_at,
-                "rollout.stages",
-                "mixes groups with counts or percentages; use one kind",
-            );
-        }
-        let bake = self.dur("rollout.bake", rr.bake.as_ref(), Duration::ZERO, false);
-        let failure_budget = rr
-            .failure_budget
-            .as_ref()
-            .map(|b| b.value.0)
-            .unwrap_or(FailureBudget::Count(0));
-        let drain_timeout = self.dur(
-            "rollout.drain_timeout",
-            rr.drain_timeout.as_ref(),
-            Duration::from_secs(30),
-            true,
-        );
-        let repool_timeout = self.dur(
-            "rollout.repool_timeout",
-            rr.repool_timeout.as_ref(),
-            Duration::from_secs(30),
-            true,
-        );
-        let room_timeout = self.dur(
-            "rollout.room_timeout",
-            rr.room_timeout.as_ref(),
-            Duration::from_secs(60),
-            true,
-        );
-        // The engine's own defaults when missing (StepTimeouts::default()).
-        let engine = mwdeploy_core::plan::StepTimeouts::default();
-        let copy_timeout = self.dur(
-            "rollout.copy_timeout",
-            rr.copy_timeout.as_ref(),
-            engine.copy,
-            true,
-        );
-        let activate_timeout = self.dur(
-            "rollout.activate_timeout",
-            rr.activate_timeout.as_ref(),
-            engine.activate,
-            true,
-        );
-        let hook_timeout = self.dur(
-            "rollout.hook_timeout",
-            rr.hook_timeout.as_ref(),
-            engine.hook,
-            true,
-        );
+        let (rollout, stages_at) = self.rollout(&rr);
 
         // hooks and commands
         let mut global_hooks = Hooks::default();
@@ -908,7 +965,7 @@ impl Checker<'_> {
         };
         let staging_urls = match &rs.canary_url {
             Some(u) => self.urls("staging.canary_url", u),
-            None => canary_urls.clone(),
+            None => canary.as_ref().map(|c| c.urls.clone()),
         };
         let mut staging_hooks = global_hooks.clone();
         if let Some(h) = &rs.hooks {
@@ -917,22 +974,11 @@ impl Checker<'_> {
             }
         }
 
-        // webhooks
-        let rw = raw.webhooks.unwrap_or_default();
-        let mut webhook = |key: &str, v: &Option<S<String>>| -> Option<Option<Secret>> {
-            match v {
-                Some(u) if !u.value.trim().is_empty() => self
-                    .url(key, u.value.trim(), at(u), true)
-                    .map(|u| Some(Secret(u))),
-                _ => Some(None),
-            }
-        };
-        let discord = webhook("webhooks.discord", &rw.discord);
-        let slack = webhook("webhooks.slack", &rw.slack);
+        let webhooks = self.webhooks(&raw.webhooks.unwrap_or_default());
 
         // Cross checks.
         if let Some(servers) = &servers {
-            self.stage_groups(&stages, stages_at, servers);
+            self.stage_groups(&rollout.stages, stages_at, servers);
             self.layout_hooks(layout, layout_at, servers, &global_hooks);
             if let (Some(staging_path), Some(staging_prod), Some(state_dir)) =
                 (&staging_path, &staging_prod, &state_dir)
@@ -969,33 +1015,8 @@ impl Checker<'_> {
             excludes,
             chown,
             compress: raw.compress.unwrap_or(false),
-            canary: CanaryConfig {
-                urls: canary_urls?,
-                expect_status,
-                expect_body,
-                timeout,
-                attempts,
-                retry_pause,
-                follow_redirects: rc.follow_redirects.unwrap_or(false),
-                error_gate,
-            },
-            rollout: RolloutConfig {
-                parallel,
-                max_unavailable,
-                max_unavailable_at,
-                stages,
-                bake,
-                approve_stages: rr.approve_stages.unwrap_or(false),
-                failure_budget,
-                on_failure: rr.on_failure.unwrap_or(OnFailure::Prompt),
-                drain_timeout,
-                repool_timeout,
-                repool_after_check: rr.repool_after_check.unwrap_or(true),
-                room_timeout,
-                copy_timeout,
-                activate_timeout,
-                hook_timeout,
-            },
+            canary: canary?,
+            rollout,
             hooks: global_hooks,
             l10n_command,
             servers: servers?,
@@ -1005,10 +1026,7 @@ impl Checker<'_> {
                 canary_urls: staging_urls?,
                 hooks: staging_hooks,
             },
-            webhooks: Webhooks {
-                discord: discord?,
-                slack: slack?,
-            },
+            webhooks: webhooks?,
             warnings: Vec::new(),
         })
     }
