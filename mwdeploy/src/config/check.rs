@@ -475,6 +475,54 @@ impl Checker<'_> {
         out
     }
 
+    /// `ssh_options`: each `Key=Value`, nothing that could pass another option.
+    fn ssh_options(&mut self, options: Option<&[S<String>]>) -> Vec<String> {
+        let mut ssh_options = Vec::new();
+        for (i, o) in options.unwrap_or_default().iter().enumerate() {
+            let key = format!("ssh_options[{i}]");
+            match o.value.split_once('=') {
+                Some((k, v))
+                    if !k.is_empty()
+                        && k.chars().all(|c| c.is_ascii_alphanumeric())
+                        && !v.is_empty()
+                        && !o.value.chars().any(char::is_control) =>
+                {
+                    ssh_options.push(o.value.clone())
+                }
+                _ => self.error(
+                    at(o),
+                    &key,
+                    format!("{:?} is not an ssh option: write Key=Value, e.g. \"StrictHostKeyChecking=yes\"", o.value),
+                ),
+            }
+        }
+        ssh_options
+    }
+
+    /// `canary_vhost`: a host name, with a port after `:` when given.
+    fn canary_vhost(&mut self, v: &S<String>) -> Option<String> {
+        let (host, port) = match v.value.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (v.value.as_str(), None),
+        };
+        let host = self.name("canary_vhost", "canary_vhost host", host, at(v))?;
+        match port {
+            Some(p) if p.parse::<u16>().is_err() => {
+                self.error(
+                    at(v),
+                    "canary_vhost",
+                    format!("{:?}: the port after ':' is not a number", v.value),
+                );
+                None
+            }
+            _ => Some(if port.is_some() {
+                v.value.clone()
+            } else {
+                host
+            }),
+        }
+    }
+
     /// `canary:`: the page check's URLs, status, body, timeouts and attempts, and the
     /// error gate.
     fn canary(&mut self, rc: &RawCanary) -> Option<CanaryConfig> {
@@ -708,25 +756,7 @@ impl Checker<'_> {
             Some(Some(p)) => self.path(&Self::spec("ssh_identity", p), true, "the deploy host"),
         };
         let ssh_port = self.port("ssh_port", raw.ssh_port.as_ref());
-        let mut ssh_options = Vec::new();
-        for (i, o) in raw.ssh_options.iter().flatten().enumerate() {
-            let key = format!("ssh_options[{i}]");
-            match o.value.split_once('=') {
-                Some((k, v))
-                    if !k.is_empty()
-                        && k.chars().all(|c| c.is_ascii_alphanumeric())
-                        && !v.is_empty()
-                        && !o.value.chars().any(char::is_control) =>
-                {
-                    ssh_options.push(o.value.clone())
-                }
-                _ => self.error(
-                    at(o),
-                    &key,
-                    format!("{:?} is not an ssh option: write Key=Value, e.g. \"StrictHostKeyChecking=yes\"", o.value),
-                ),
-            }
-        }
+        let ssh_options = self.ssh_options(raw.ssh_options.as_deref());
 
         // paths on the deploy host
         let staging_path = match &raw.staging_path {
@@ -775,28 +805,7 @@ impl Checker<'_> {
             "keep at least the latest journal",
         ) as u32;
 
-        let canary_vhost = raw.canary_vhost.as_ref().and_then(|v| {
-            let (host, port) = match v.value.rsplit_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (v.value.as_str(), None),
-            };
-            let host = self.name("canary_vhost", "canary_vhost host", host, at(v))?;
-            match port {
-                Some(p) if p.parse::<u16>().is_err() => {
-                    self.error(
-                        at(v),
-                        "canary_vhost",
-                        format!("{:?}: the port after ':' is not a number", v.value),
-                    );
-                    None
-                }
-                _ => Some(if port.is_some() {
-                    v.value.clone()
-                } else {
-                    host
-                }),
-            }
-        });
+        let canary_vhost = raw.canary_vhost.as_ref().and_then(|v| self.canary_vhost(v));
 
         // HAProxy
         let haproxy_backends = match &raw.haproxy_backend {
