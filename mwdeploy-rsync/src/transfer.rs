@@ -2,7 +2,7 @@
 //! the live release, atomic switch, rollback) or in place (the old tool's way).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -422,6 +422,74 @@ impl RsyncTransfer {
         let back_from_live =
             live_id.and_then(|l| previous_of(l, live_manifest.as_ref(), &ins.releases));
 
+        self.make_dirs(&remote, &paths, &current).await?;
+
+        let protect = [live_id, back_from_live.as_ref()];
+        self.prune(&remote, &paths, &ins, protect, release, progress)
+            .await?;
+        self.check_room(server, &remote, &paths).await?;
+
+        let partial = paths.partial(release);
+        let link_dest = match &current {
+            Current::Release(id) => Some(paths.release(id)),
+            Current::Directory { .. } => Some(paths.prod.clone()),
+            Current::Elsewhere(p) => Some(p.clone()),
+            Current::Missing => None,
+        };
+        if let Some(base) = &base {
+            self.start_from(&remote, &paths, base, &partial).await?;
+        }
+        let job = Job {
+            config: &self.config,
+            subtrees: self.subtrees(),
+            dest: self.dest(server, partial.clone())?,
+            link_dest,
+            in_place: false,
+            delay_updates: false,
+            remote_sudo: self.hosts.sudo(),
+        };
+        let cmd = job.cmd_ahead(self.hosts.sudo());
+        self.run_rsync(server, &remote, cmd, progress).await?;
+
+        self.link_shared(&remote, &paths, &partial).await?;
+
+        let manifest = self.manifest(release, base.as_ref(), back_from_new);
+        self.complete(&remote, &paths, &manifest, &partial, progress)
+            .await
+    }
+
+    /// The new release's manifest: its id, the deploy and its commits, what it holds
+    /// (the whole tree, or subtrees on `base`), where a rollback from it goes.
+    fn manifest(
+        &self,
+        release: &ReleaseId,
+        base: Option<&ReleaseId>,
+        back_from_new: Option<ReleaseId>,
+    ) -> Manifest {
+        let scope = match (base, self.subtrees()) {
+            (Some(base), Some(subs)) => ManifestScope::Subtrees {
+                base: Some(base.clone()),
+                paths: subs.iter().map(|s| s.as_str().to_string()).collect(),
+            },
+            _ => ManifestScope::Full,
+        };
+        Manifest::new(
+            release.clone(),
+            self.deploy.deploy.clone(),
+            self.deploy.commits.clone(),
+            scope,
+            back_from_new,
+        )
+    }
+
+    /// The releases folder and (but for a plain live folder, whose conversion makes
+    /// them) the shared folders.
+    async fn make_dirs(
+        &self,
+        remote: &Remote,
+        paths: &ServerPaths,
+        current: &Current,
+    ) -> Result<(), RsyncError> {
         // Shared folders of a plain live folder are made by its conversion, which moves
         // the old tree's data there first.
         let mut dirs = vec![paths.releases.display().to_string()];
@@ -436,55 +504,51 @@ impl RsyncTransfer {
         let mut argv = vec!["mkdir".to_string(), "-p".into(), "--".into()];
         argv.extend(dirs);
         remote.ok(argv).await?;
+        Ok(())
+    }
 
-        let protect = [live_id, back_from_live.as_ref()];
-        self.prune(&remote, &paths, &ins, protect, release, progress)
-            .await?;
-        self.check_room(server, &remote, &paths).await?;
-
-        let partial = paths.partial(release);
+    /// A targeted deploy's start: the `base` release copied as hard links into
+    /// `partial`, then the subtrees it will sync (and the shared links, the manifest)
+    /// taken out.
+    async fn start_from(
+        &self,
+        remote: &Remote,
+        paths: &ServerPaths,
+        base: &ReleaseId,
+        partial: &Path,
+    ) -> Result<(), RsyncError> {
         let partial_s = partial.display().to_string();
-        let link_dest = match &current {
-            Current::Release(id) => Some(paths.release(id)),
-            Current::Directory { .. } => Some(paths.prod.clone()),
-            Current::Elsewhere(p) => Some(p.clone()),
-            Current::Missing => None,
-        };
-        if let Some(base) = &base {
-            // A targeted deploy: everything from the live release as hard links, then
-            // only the subtrees from staging, into folders emptied for them (so files
-            // that are hard links to the live release are replaced, never changed).
-            remote
-                .ok([
-                    "cp",
-                    "-al",
-                    "--",
-                    &paths.release(base).display().to_string(),
-                    &partial_s,
-                ])
-                .await?;
-            let mut argv = vec!["rm".to_string(), "-rf".into(), "--".into()];
-            for sub in self.subtrees().unwrap_or_default() {
-                argv.push(partial.join(sub.as_str()).display().to_string());
-            }
-            for dir in &self.config.shared_dirs {
-                argv.push(partial.join(dir.as_str()).display().to_string());
-            }
-            argv.push(partial.join(MANIFEST_FILE).display().to_string());
-            remote.ok(argv).await?;
+        // A targeted deploy: everything from the live release as hard links, then
+        // only the subtrees from staging, into folders emptied for them (so files
+        // that are hard links to the live release are replaced, never changed).
+        remote
+            .ok([
+                "cp",
+                "-al",
+                "--",
+                &paths.release(base).display().to_string(),
+                &partial_s,
+            ])
+            .await?;
+        let mut argv = vec!["rm".to_string(), "-rf".into(), "--".into()];
+        for sub in self.subtrees().unwrap_or_default() {
+            argv.push(partial.join(sub.as_str()).display().to_string());
         }
-        let job = Job {
-            config: &self.config,
-            subtrees: self.subtrees(),
-            dest: self.dest(server, partial.clone())?,
-            link_dest,
-            in_place: false,
-            delay_updates: false,
-            remote_sudo: self.hosts.sudo(),
-        };
-        let cmd = job.cmd_ahead(self.hosts.sudo());
-        self.run_rsync(server, &remote, cmd, progress).await?;
+        for dir in &self.config.shared_dirs {
+            argv.push(partial.join(dir.as_str()).display().to_string());
+        }
+        argv.push(partial.join(MANIFEST_FILE).display().to_string());
+        remote.ok(argv).await?;
+        Ok(())
+    }
 
+    /// Each shared folder linked into the new release.
+    async fn link_shared(
+        &self,
+        remote: &Remote,
+        paths: &ServerPaths,
+        partial: &Path,
+    ) -> Result<(), RsyncError> {
         for dir in &self.config.shared_dirs {
             if let Some(parent) = dir.parent() {
                 remote
@@ -506,21 +570,21 @@ impl RsyncTransfer {
                 ])
                 .await?;
         }
+        Ok(())
+    }
 
-        let scope = match (&base, self.subtrees()) {
-            (Some(base), Some(subs)) => ManifestScope::Subtrees {
-                base: Some(base.clone()),
-                paths: subs.iter().map(|s| s.as_str().to_string()).collect(),
-            },
-            _ => ManifestScope::Full,
-        };
-        let manifest = Manifest::new(
-            release.clone(),
-            self.deploy.deploy.clone(),
-            self.deploy.commits.clone(),
-            scope,
-            back_from_new,
-        );
+    /// The manifest written, the release completed (renamed to its name) and its switch
+    /// prepared.
+    async fn complete(
+        &self,
+        remote: &Remote,
+        paths: &ServerPaths,
+        manifest: &Manifest,
+        partial: &Path,
+        progress: &Progress,
+    ) -> Result<(), RsyncError> {
+        let release = &manifest.id;
+        let partial_s = partial.display().to_string();
         remote
             .write_fresh(&partial.join(MANIFEST_FILE), manifest.to_line().as_bytes())
             .await?;
