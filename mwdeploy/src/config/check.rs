@@ -15,7 +15,7 @@ use serde_saphyr::{MessageFormatter, Spanned, UserMessageFormatter};
 
 use super::raw::{
     Dur, Names, Num, ProxyEntry, RawCanary, RawConfig, RawHooks, RawProxy, RawRollout, RawServer,
-    RawWebhooks, ServerEntry, S,
+    RawStaging, RawWebhooks, ServerEntry, S,
 };
 use super::{
     CanaryConfig, Config, Diagnostic, ErrorGateConfig, Hooks, Loc, ProxyConfig, RolloutConfig,
@@ -475,6 +475,73 @@ impl Checker<'_> {
         out
     }
 
+    /// `haproxy_backend`: one name or a list, each a valid name, none twice
+    /// (`mediawiki` when missing).
+    fn backends(&mut self, b: Option<&S<Names>>) -> Option<Vec<String>> {
+        let Some(b) = b else {
+            return Some(vec!["mediawiki".to_string()]);
+        };
+        let items: Vec<(String, Option<Loc>)> = match &b.value {
+            Names::One(s) => vec![(s.clone(), at(b))],
+            Names::Many(l) => l
+                .iter()
+                .map(|s| (s.value.clone(), at(s).or(at(b))))
+                .collect(),
+        };
+        if items.is_empty() {
+            self.error(
+                at(b),
+                "haproxy_backend",
+                "is empty; give the backend the servers are in",
+            );
+        }
+        let mut seen = BTreeSet::new();
+        let mut ok = true;
+        let mut out = Vec::new();
+        for (name, l) in items {
+            match self.name("haproxy_backend", "backend", &name, l) {
+                Some(n) if !seen.insert(n.clone()) => {
+                    self.error(
+                        l,
+                        "haproxy_backend",
+                        format!("backend {n:?} is listed twice"),
+                    );
+                    ok = false;
+                }
+                Some(n) => out.push(n),
+                None => ok = false,
+            }
+        }
+        (ok && !out.is_empty()).then_some(out)
+    }
+
+    /// `staging:`: staging's own live tree, canary URLs and hooks (each the fleet's
+    /// when not given).
+    fn staging(
+        &mut self,
+        rs: &RawStaging,
+        prod_spec: Option<&PathSpec>,
+        canary_urls: Option<Vec<String>>,
+        global_hooks: &Hooks,
+    ) -> (Option<PathBuf>, Option<Vec<String>>, Hooks) {
+        let staging_prod = match (&rs.prod_path, prod_spec) {
+            (Some(p), _) => self.path(&Self::spec("staging.prod_path", p), true, "the deploy host"),
+            (None, Some(p)) => self.path(p, true, "the deploy host"),
+            (None, None) => None,
+        };
+        let staging_urls = match &rs.canary_url {
+            Some(u) => self.urls("staging.canary_url", u),
+            None => canary_urls,
+        };
+        let mut staging_hooks = global_hooks.clone();
+        if let Some(h) = &rs.hooks {
+            for (point, lists) in self.hooks("staging.hooks", h) {
+                *staging_hooks.at_mut(point) = lists;
+            }
+        }
+        (staging_prod, staging_urls, staging_hooks)
+    }
+
     /// `ssh_options`: each `Key=Value`, nothing that could pass another option.
     fn ssh_options(&mut self, options: Option<&[S<String>]>) -> Vec<String> {
         let mut ssh_options = Vec::new();
@@ -808,43 +875,7 @@ impl Checker<'_> {
         let canary_vhost = raw.canary_vhost.as_ref().and_then(|v| self.canary_vhost(v));
 
         // HAProxy
-        let haproxy_backends = match &raw.haproxy_backend {
-            None => Some(vec!["mediawiki".to_string()]),
-            Some(b) => {
-                let items: Vec<(String, Option<Loc>)> = match &b.value {
-                    Names::One(s) => vec![(s.clone(), at(b))],
-                    Names::Many(l) => l
-                        .iter()
-                        .map(|s| (s.value.clone(), at(s).or(at(b))))
-                        .collect(),
-                };
-                if items.is_empty() {
-                    self.error(
-                        at(b),
-                        "haproxy_backend",
-                        "is empty; give the backend the servers are in",
-                    );
-                }
-                let mut seen = BTreeSet::new();
-                let mut ok = true;
-                let mut out = Vec::new();
-                for (name, l) in items {
-                    match self.name("haproxy_backend", "backend", &name, l) {
-                        Some(n) if !seen.insert(n.clone()) => {
-                            self.error(
-                                l,
-                                "haproxy_backend",
-                                format!("backend {n:?} is listed twice"),
-                            );
-                            ok = false;
-                        }
-                        Some(n) => out.push(n),
-                        None => ok = false,
-                    }
-                }
-                (ok && !out.is_empty()).then_some(out)
-            }
-        };
+        let haproxy_backends = self.backends(raw.haproxy_backend.as_ref());
         let socket_spec = match &raw.haproxy_socket {
             Some(p) => Self::spec("haproxy_socket", p),
             None => PathSpec {
@@ -965,23 +996,10 @@ impl Checker<'_> {
             &socket_spec,
         );
 
-        // staging
         let rs = raw.staging.unwrap_or_default();
-        let staging_prod = match (&rs.prod_path, &prod_spec) {
-            (Some(p), _) => self.path(&Self::spec("staging.prod_path", p), true, "the deploy host"),
-            (None, Some(p)) => self.path(p, true, "the deploy host"),
-            (None, None) => None,
-        };
-        let staging_urls = match &rs.canary_url {
-            Some(u) => self.urls("staging.canary_url", u),
-            None => canary.as_ref().map(|c| c.urls.clone()),
-        };
-        let mut staging_hooks = global_hooks.clone();
-        if let Some(h) = &rs.hooks {
-            for (point, lists) in self.hooks("staging.hooks", h) {
-                *staging_hooks.at_mut(point) = lists;
-            }
-        }
+        let canary_urls = canary.as_ref().map(|c| c.urls.clone());
+        let (staging_prod, staging_urls, staging_hooks) =
+            self.staging(&rs, prod_spec.as_ref(), canary_urls, &global_hooks);
 
         let webhooks = self.webhooks(&raw.webhooks.unwrap_or_default());
 
