@@ -68,7 +68,16 @@ if [[ $(id -u) -ne 0 ]]; then
         echo "install-deps: not root and sudo not found; as root, run: apt-get install ${missing[*]}" >&2
         exit 1
     fi
-    as_root=(sudo)
+    if sudo -n true 2>/dev/null; then
+        as_root=(sudo -n)
+    elif [[ -t 0 ]]; then
+        # sudo asks for the password on this terminal.
+        echo "install-deps: missing ${missing[*]}: installing them through sudo"
+        as_root=(sudo)
+    else
+        echo "install-deps: missing ${missing[*]}; not root, and sudo needs a password with no terminal to ask on; as root, run: apt-get install ${missing[*]}" >&2
+        exit 1
+    fi
 fi
 
 echo "install-deps: installing ${missing[*]}"

@@ -2,11 +2,15 @@
 # The one test command: formatting, lints, docs and every test of the workspace.
 #
 #   scripts/test.sh                           # from anywhere in the repository
-#   MWDEPLOY_INSTALL_DEPS=1 scripts/test.sh   # install the system packages first (CI does)
+#   MWDEPLOY_INSTALL_DEPS=0 scripts/test.sh   # never install system packages
+#
+# The system packages the tests need are installed first when any is missing (as root,
+# or through sudo, saying which; see scripts/install-deps.sh), so the one command works
+# on a fresh Debian machine. When they are all there, nothing is touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ -n ${CI:-} || ${MWDEPLOY_INSTALL_DEPS:-} == 1 ]]; then
+if [[ ${MWDEPLOY_INSTALL_DEPS:-} != 0 ]]; then
     scripts/install-deps.sh
 fi
 
