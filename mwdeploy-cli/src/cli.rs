@@ -593,6 +593,11 @@ pub(crate) struct DeployArgs {
     /// Close the dashboard when the deploy ends.
     #[arg(long, help_heading = OUTPUT)]
     pub(crate) exit_when_done: bool,
+
+    /// Write the deploy's metrics (Prometheus text format, for node_exporter's textfile
+    /// collector) to this file; overrides the config's `metrics_file`.
+    #[arg(long, value_name = "PATH", help_heading = OUTPUT)]
+    pub(crate) metrics_file: Option<std::path::PathBuf>,
 }
 
 impl DeployArgs {
@@ -648,6 +653,7 @@ impl DeployArgs {
             (self.dry_run, "--dry-run"),
             (self.no_log, "--no-log"),
             (self.exit_when_done, "--exit-when-done"),
+            (self.metrics_file.is_some(), "--metrics-file"),
             (self.patch_target.is_some(), "--patch-target"),
         ];
         given.iter().filter(|(g, _)| *g).map(|(_, f)| *f).collect()

@@ -40,6 +40,7 @@ pub(crate) fn run<W: Write>(req: &DeployRequest, out: &mut Output<W>) -> Result<
 
 async fn deploy<W: Write>(req: &DeployRequest, out: &mut Output<W>) -> Result<i32, CliError> {
     let release = mwdeploy::session::new_id("");
+    let id = release.as_str().to_string();
     let mut run = Run::new(req.output, release.as_str());
     let controls = run.controls();
     let prepared = mwdeploy::deploy::prepare(
@@ -51,8 +52,28 @@ async fn deploy<W: Write>(req: &DeployRequest, out: &mut Output<W>) -> Result<i3
     )
     .await;
     let unreachable = "nothing was touched; every proxy must confirm each pool change";
-    run.show(prepared, req.exit_when_done, unreachable, out)
-        .await
+    let code = run
+        .show(prepared, req.exit_when_done, unreachable, out)
+        .await;
+    if let Some(path) = &req.metrics_file {
+        write_metrics(path, &req.config.state_dir, &id);
+    }
+    code
+}
+
+/// The deploy's metrics, from its journal, to `path` (a deploy refused before it started
+/// has none: the file is left as it is). A failure is a warning: the deploy is done.
+fn write_metrics(path: &std::path::Path, state_dir: &std::path::Path, id: &str) {
+    let metrics = match mwdeploy::metrics::Metrics::of_journal(state_dir, id) {
+        Ok(m) if m.is_finished() => m,
+        Ok(_) | Err(_) => return,
+    };
+    if let Err(e) = metrics.write(path) {
+        eprintln!(
+            "mwdeploy: warning: cannot write the metrics to {}: {e}",
+            path.display()
+        );
+    }
 }
 
 /// What the command says of a deploy refused before production, and its exit code.

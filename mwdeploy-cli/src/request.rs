@@ -145,6 +145,8 @@ pub(crate) struct DeployRequest {
     pub(crate) output: OutputMode,
     /// `--exit-when-done`.
     pub(crate) exit_when_done: bool,
+    /// Where the deploy's metrics go: `--metrics-file`, else the config's `metrics_file`.
+    pub(crate) metrics_file: Option<std::path::PathBuf>,
 }
 
 impl std::ops::Deref for DeployRequest {
@@ -180,6 +182,10 @@ impl DeployRequest {
             message: flags.message,
             argv,
         };
+        let metrics_file = a
+            .metrics_file
+            .clone()
+            .or_else(|| config.metrics_file.clone());
         let req = mwdeploy::DeployRequest::new(config, spec).map_err(|e| CliError::Usage(e.0))?;
         let output = if a.json {
             OutputMode::Json
@@ -193,6 +199,7 @@ impl DeployRequest {
             dry_run: a.dry_run,
             output,
             exit_when_done: a.exit_when_done,
+            metrics_file,
         })
     }
 }

@@ -373,6 +373,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Journals kept in `state_dir`.
     pub journal_keep: u32,
+    /// Where each deploy writes its metrics (Prometheus text format), if anywhere.
+    pub metrics_file: Option<PathBuf>,
     /// The HAProxy backends the servers are in.
     pub haproxy_backends: Vec<String>,
     /// The deploy-wide admin socket path.

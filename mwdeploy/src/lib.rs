@@ -77,6 +77,7 @@
 pub mod config;
 pub mod deploy;
 mod error;
+pub mod metrics;
 pub mod pool;
 pub mod ports;
 pub mod recover;

@@ -856,6 +856,10 @@ impl Checker<'_> {
             Some(p) => self.path(&Self::spec("state_dir", p), true, "the deploy host"),
             None => Some(PathBuf::from("/var/lib/mwdeploy")),
         };
+        let metrics_file = raw
+            .metrics_file
+            .as_ref()
+            .and_then(|p| self.path(&Self::spec("metrics_file", p), true, "the deploy host"));
         if let Some(b) = &raw.backup_path {
             self.warn(
                 at(b),
@@ -1033,6 +1037,7 @@ impl Checker<'_> {
             log_file: log_file?,
             state_dir: state_dir?,
             journal_keep,
+            metrics_file,
             haproxy_backends: haproxy_backends?,
             haproxy_socket: self.base.join(&socket_spec.text),
             git_user: git_user?,

@@ -45,6 +45,7 @@ pub(super) struct RawConfig {
     pub(super) backup_path: Option<S<IgnoredAny>>,
     pub(super) state_dir: Option<S<String>>,
     pub(super) journal_keep: Option<S<Num>>,
+    pub(super) metrics_file: Option<S<String>>,
     pub(super) haproxy_backend: Option<S<Names>>,
     pub(super) haproxy_socket: Option<S<String>>,
     #[serde(default, deserialize_with = "explicit")]

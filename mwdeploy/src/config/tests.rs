@@ -715,3 +715,20 @@ fn diagnostics_read_file_line_column_message() {
     let d = Diagnostic { at: None, ..d };
     assert_eq!(d.to_string(), "/c.yaml: k: m");
 }
+
+#[test]
+fn metrics_file_is_a_path_on_the_deploy_host() {
+    let c = ok(&format!(
+        "{MIN}metrics_file: /var/lib/node_exporter/mwdeploy.prom\n"
+    ));
+    assert_eq!(
+        c.metrics_file.as_deref(),
+        Some(Path::new("/var/lib/node_exporter/mwdeploy.prom"))
+    );
+    let c = ok(&format!("{MIN}metrics_file: metrics/mwdeploy.prom\n"));
+    assert_eq!(
+        c.metrics_file.as_deref(),
+        Some(Path::new("/etc/mwdeploy/metrics/mwdeploy.prom"))
+    );
+    assert_eq!(ok(MIN).metrics_file, None);
+}
