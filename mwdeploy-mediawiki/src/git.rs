@@ -172,13 +172,59 @@ impl Git {
         }
         let dir = root.join(&rel);
         is_dir(&dir)?;
-        self.own_work_tree(&dir, root).await?;
+        // Its own clone; or, as `git -C <dir> pull` in the old tool, a plain folder of a
+        // repository within `root` (a staging whose `config/` is a folder of the staging
+        // repository): that repository is pulled. Never one above `root`.
+        let top = self.work_tree_top(&dir, root).await?;
+        let inside = match (std::fs::canonicalize(&top), std::fs::canonicalize(root)) {
+            (Ok(t), Ok(r)) => t.starts_with(r),
+            _ => false,
+        };
+        if !inside {
+            return Err(self.not_own(&dir, root, format!("its work tree is {}", top.display())));
+        }
         Ok(PullSpec {
-            checkout: dir,
+            checkout: if same_dir(&top, &dir) { dir } else { top },
             submodule: None,
         })
     }
 
+    /// The top of the git work tree `dir` is in, or an error naming `root`.
+    async fn work_tree_top(&self, dir: &Path, root: &Path) -> Result<PathBuf, StagingError> {
+        let cmd = self.cmd(dir, &["rev-parse", "--show-toplevel"]);
+        let out = self.run(dir, &cmd).await?;
+        if !out.success() {
+            return Err(StagingError::NotACheckout {
+                path: dir.to_path_buf(),
+                root: root.to_path_buf(),
+                cmd: cmd.to_string(),
+                detail: out.last_words().to_string(),
+            });
+        }
+        Ok(PathBuf::from(out.stdout.trim_end_matches(['\n', '\r'])))
+    }
+
+    /// `dir` is not a checkout of its own (nor a submodule of `root`), for `why`.
+    fn not_own(&self, dir: &Path, root: &Path, why: String) -> StagingError {
+        let cmd = self.cmd(dir, &["rev-parse", "--show-toplevel"]);
+        StagingError::NotACheckout {
+            path: dir.to_path_buf(),
+            root: root.to_path_buf(),
+            cmd: cmd.to_string(),
+            detail: why,
+        }
+    }
+}
+
+/// Whether `a` and `b` are the same folder.
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+impl Git {
     /// `Ok` if `dir` is the top of its own git work tree, else an error naming `root`.
     async fn own_work_tree(&self, dir: &Path, root: &Path) -> Result<(), StagingError> {
         let cmd = self.cmd(dir, &["rev-parse", "--show-toplevel"]);
@@ -589,19 +635,29 @@ mod tests {
             g.resolve(&st, Path::new("versions/1.43")).await.unwrap(),
             spec(&st.join("versions/1.43"))
         );
-        // A plain directory of the root's tree: neither.
+        // A plain folder of the root's repository (a staging whose `config/` is a folder
+        // of the staging repository): as the old tool's `git -C <folder> pull`, the
+        // repository it is in is pulled.
         std::fs::create_dir_all(st.join("plain")).unwrap();
-        let e = g.resolve(&st, Path::new("plain")).await.unwrap_err();
+        assert_eq!(g.resolve(&st, Path::new("plain")).await.unwrap(), spec(&st));
+        // One whose repository is above the root it was asked under: refused, never
+        // pulled.
+        std::fs::create_dir_all(st.join("plain/deeper")).unwrap();
+        let e = g
+            .resolve(&st.join("plain"), Path::new("deeper"))
+            .await
+            .unwrap_err();
         let msg = e.to_string();
         assert!(
             msg.contains(&format!(
                 "{} is not a git checkout nor a submodule of {}",
-                st.join("plain").display(),
-                st.display()
+                st.join("plain/deeper").display(),
+                st.join("plain").display()
             )),
             "{msg}"
         );
         assert!(msg.contains("rev-parse --show-toplevel"), "{msg}");
+        assert!(msg.contains("its work tree is"), "{msg}");
         // A directory outside any repo.
         let bare = t.path().join("nogit");
         std::fs::create_dir_all(bare.join("x")).unwrap();
