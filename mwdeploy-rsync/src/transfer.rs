@@ -402,14 +402,7 @@ impl RsyncTransfer {
         let remote = Remote::new(&self.hosts, server)?;
         let ins = remote.inspect(&paths).await?;
         let current = self.current(server, &paths, &ins)?;
-        if let Current::Release(live) = &current {
-            if live == release {
-                return Err(RsyncError::ReleaseIsLive {
-                    server: server.id.clone(),
-                    release: release.clone(),
-                });
-            }
-        }
+        refuse_if_live(server, &current, release)?;
         let live_manifest = self.live_manifest(&remote, &paths, &current).await?;
         let base = self.check_base(server, &paths, &current, live_manifest.as_ref())?;
         // Where a rollback from the new release will go: what serves now (a plain folder
@@ -430,32 +423,46 @@ impl RsyncTransfer {
         self.check_room(server, &remote, &paths).await?;
 
         let partial = paths.partial(release);
-        let link_dest = match &current {
-            Current::Release(id) => Some(paths.release(id)),
-            Current::Directory { .. } => Some(paths.prod.clone()),
-            Current::Elsewhere(p) => Some(p.clone()),
-            Current::Missing => None,
-        };
         if let Some(base) = &base {
             self.start_from(&remote, &paths, base, &partial).await?;
         }
-        let job = Job {
-            config: &self.config,
-            subtrees: self.subtrees(),
-            dest: self.dest(server, partial.clone())?,
-            link_dest,
-            in_place: false,
-            delay_updates: false,
-            remote_sudo: self.hosts.sudo(),
-        };
-        let cmd = job.cmd_ahead(self.hosts.sudo());
-        self.run_rsync(server, &remote, cmd, progress).await?;
+        self.rsync_into_partial(server, &remote, &paths, &current, &partial, progress)
+            .await?;
 
         self.link_shared(&remote, &paths, &partial).await?;
 
         let manifest = self.manifest(release, base.as_ref(), back_from_new);
         self.complete(&remote, &paths, &manifest, &partial, progress)
             .await
+    }
+
+    /// The rsync of staging into `partial`, hard-linking unchanged files to what serves now.
+    async fn rsync_into_partial(
+        &self,
+        server: &Server,
+        remote: &Remote,
+        paths: &ServerPaths,
+        current: &Current,
+        partial: &Path,
+        progress: &Progress,
+    ) -> Result<(), RsyncError> {
+        let link_dest = match current {
+            Current::Release(id) => Some(paths.release(id)),
+            Current::Directory { .. } => Some(paths.prod.clone()),
+            Current::Elsewhere(p) => Some(p.clone()),
+            Current::Missing => None,
+        };
+        let job = Job {
+            config: &self.config,
+            subtrees: self.subtrees(),
+            dest: self.dest(server, partial.to_path_buf())?,
+            link_dest,
+            in_place: false,
+            delay_updates: false,
+            remote_sudo: self.hosts.sudo(),
+        };
+        let cmd = job.cmd_ahead(self.hosts.sudo());
+        self.run_rsync(server, remote, cmd, progress).await
     }
 
     /// The new release's manifest: its id, the deploy and its commits, what it holds
@@ -1033,6 +1040,23 @@ impl RsyncTransfer {
         }
         Ok(latest)
     }
+}
+
+/// Refuses to copy `release` over itself when it is the live release.
+fn refuse_if_live(
+    server: &Server,
+    current: &Current,
+    release: &ReleaseId,
+) -> Result<(), RsyncError> {
+    if let Current::Release(live) = current {
+        if live == release {
+            return Err(RsyncError::ReleaseIsLive {
+                server: server.id.clone(),
+                release: release.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The id of a plain live folder turned into a release: its modification time, kept

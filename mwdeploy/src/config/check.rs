@@ -225,6 +225,32 @@ struct PathSpec {
     at: Option<Loc>,
 }
 
+/// What [`Checker::ssh`] found (`None` where refused).
+struct Ssh {
+    deploy_user: Option<String>,
+    identity: Option<PathBuf>,
+    port: Option<u16>,
+    options: Vec<String>,
+}
+
+/// What [`Checker::paths`] found: `prod_path` only as written, as each host checks it.
+struct Paths {
+    staging: Option<PathBuf>,
+    staging_at: Option<Loc>,
+    prod: Option<PathSpec>,
+    log_file: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    metrics_file: Option<PathBuf>,
+}
+
+/// What [`Checker::release_layout`] found, and where the layout was written.
+struct ReleaseLayout {
+    layout: Layout,
+    at: Option<Loc>,
+    keep_releases: u32,
+    shared_dirs: Vec<String>,
+}
+
 struct Checker<'a> {
     file: &'a Path,
     base: PathBuf,
@@ -807,13 +833,104 @@ impl Checker<'_> {
         })
     }
 
+    /// The whole config, step by step; every step's problems are collected before refusing.
     fn config(&mut self, mut raw: RawConfig) -> Option<Config> {
-        // ssh
+        let ssh = self.ssh(&raw);
+        let paths = self.paths(&raw);
+        let journal_keep = self.journal_keep(raw.journal_keep.as_ref());
+        let canary_vhost = raw.canary_vhost.as_ref().and_then(|v| self.canary_vhost(v));
+        let haproxy_backends = self.backends(raw.haproxy_backend.as_ref());
+        let socket_spec = Self::haproxy_socket(raw.haproxy_socket.as_ref());
+        let git_user = self.git_user(raw.git_user.as_ref());
+        let layout = self.release_layout(&raw);
+        let excludes = self.excludes(raw.excludes.as_deref());
+        let chown = self.chown(raw.chown.as_ref());
+        let canary = self.canary(&raw.canary.unwrap_or_default());
+        let (rollout, stages_at) = self.rollout(&raw.rollout.unwrap_or_default());
+        let global_hooks = self.global_hooks(raw.hooks.as_ref());
+        let l10n_command = self.l10n_command(raw.l10n_command.as_ref());
+        let servers = self.servers(
+            raw.mw_servers.take(),
+            paths.prod.as_ref(),
+            &global_hooks,
+            raw.releases_dir.as_ref(),
+        );
+        let proxies = self.proxies(
+            raw.proxy_servers.as_deref().unwrap_or_default(),
+            &socket_spec,
+        );
+        let canary_urls = canary.as_ref().map(|c| c.urls.clone());
+        let (staging_prod, staging_urls, staging_hooks) = self.staging(
+            &raw.staging.unwrap_or_default(),
+            paths.prod.as_ref(),
+            canary_urls,
+            &global_hooks,
+        );
+        let webhooks = self.webhooks(&raw.webhooks.unwrap_or_default());
+
+        // Cross checks.
+        if let Some(servers) = &servers {
+            self.stage_groups(&rollout.stages, stages_at, servers);
+            self.layout_hooks(layout.layout, layout.at, servers, &global_hooks);
+            if let (Some(staging_path), Some(staging_prod), Some(state_dir)) =
+                (&paths.staging, &staging_prod, &paths.state_dir)
+            {
+                self.staging_apart(
+                    staging_path,
+                    paths.staging_at,
+                    staging_prod,
+                    state_dir,
+                    servers,
+                );
+            }
+        }
+
+        Some(Config {
+            file: self.file.to_path_buf(),
+            deploy_user: ssh.deploy_user?,
+            ssh_identity: ssh.identity,
+            ssh_port: ssh.port,
+            ssh_options: ssh.options,
+            remote_sudo: raw.remote_sudo.unwrap_or(false),
+            staging_path: paths.staging?,
+            prod_path: self.path(paths.prod.as_ref()?, true, "the deploy host")?,
+            canary_vhost,
+            log_file: paths.log_file?,
+            state_dir: paths.state_dir?,
+            journal_keep,
+            metrics_file: paths.metrics_file,
+            haproxy_backends: haproxy_backends?,
+            haproxy_socket: self.base.join(&socket_spec.text),
+            git_user: git_user?,
+            layout: layout.layout,
+            keep_releases: layout.keep_releases,
+            shared_dirs: layout.shared_dirs,
+            excludes,
+            chown,
+            compress: raw.compress.unwrap_or(false),
+            canary: canary?,
+            rollout,
+            hooks: global_hooks,
+            l10n_command,
+            servers: servers?,
+            proxies: proxies?,
+            staging: StagingConfig {
+                prod_path: staging_prod?,
+                canary_urls: staging_urls?,
+                hooks: staging_hooks,
+            },
+            webhooks: webhooks?,
+            warnings: Vec::new(),
+        })
+    }
+
+    /// `deploy_user`, `ssh_identity`, `ssh_port`, `ssh_options`: how ssh reaches every host.
+    fn ssh(&mut self, raw: &RawConfig) -> Ssh {
         let deploy_user = match &raw.deploy_user {
             Some(u) => self.name("deploy_user", "deploy_user", &u.value, at(u)),
             None => Some("mwdeploy".to_string()),
         };
-        let ssh_identity = match &raw.ssh_identity {
+        let identity = match &raw.ssh_identity {
             // The old tool's default.
             None => Some(PathBuf::from(format!(
                 "/home/{}/.ssh/id_ed25519",
@@ -822,11 +939,19 @@ impl Checker<'_> {
             Some(None) => None,
             Some(Some(p)) => self.path(&Self::spec("ssh_identity", p), true, "the deploy host"),
         };
-        let ssh_port = self.port("ssh_port", raw.ssh_port.as_ref());
-        let ssh_options = self.ssh_options(raw.ssh_options.as_deref());
+        let port = self.port("ssh_port", raw.ssh_port.as_ref());
+        let options = self.ssh_options(raw.ssh_options.as_deref());
+        Ssh {
+            deploy_user,
+            identity,
+            port,
+            options,
+        }
+    }
 
-        // paths on the deploy host
-        let staging_path = match &raw.staging_path {
+    /// The deploy host's paths (`staging_path`, `prod_path` required); warns of `backup_path`.
+    fn paths(&mut self, raw: &RawConfig) -> Paths {
+        let staging = match &raw.staging_path {
             Some(p) => self.path(&Self::spec("staging_path", p), true, "the deploy host"),
             None => {
                 self.error(
@@ -837,7 +962,7 @@ impl Checker<'_> {
                 None
             }
         };
-        let prod_spec = match &raw.prod_path {
+        let prod = match &raw.prod_path {
             Some(p) => Some(Self::spec("prod_path", p)),
             None => {
                 self.error(
@@ -867,34 +992,51 @@ impl Checker<'_> {
                 "accepted but unused (the old tool did not use it either); remove it to silence this warning",
             );
         }
-        let journal_keep = self.num_or(
+        Paths {
+            staging,
+            staging_at: raw.staging_path.as_ref().and_then(at),
+            prod,
+            log_file,
+            state_dir,
+            metrics_file,
+        }
+    }
+
+    /// `journal_keep`: how many journals `state_dir` keeps, at least the latest.
+    fn journal_keep(&mut self, v: Option<&S<Num>>) -> u32 {
+        self.num_or(
             "journal_keep",
-            raw.journal_keep.as_ref(),
+            v,
             200,
             1,
             u64::from(u32::MAX),
             "keep at least the latest journal",
-        ) as u32;
+        ) as u32
+    }
 
-        let canary_vhost = raw.canary_vhost.as_ref().and_then(|v| self.canary_vhost(v));
-
-        // HAProxy
-        let haproxy_backends = self.backends(raw.haproxy_backend.as_ref());
-        let socket_spec = match &raw.haproxy_socket {
+    /// `haproxy_socket` as written, or HAProxy's default; each proxy checks it as its own path.
+    fn haproxy_socket(v: Option<&S<String>>) -> PathSpec {
+        match v {
             Some(p) => Self::spec("haproxy_socket", p),
             None => PathSpec {
                 text: "/run/haproxy/admin.sock".into(),
                 key: "haproxy_socket".into(),
                 at: None,
             },
-        };
+        }
+    }
 
-        // staging git, layout
-        let git_user = match &raw.git_user {
+    /// `git_user`: a valid name to run staging's git as (`www-data` when missing, none if null).
+    fn git_user(&mut self, v: Option<&Option<S<String>>>) -> Option<Option<String>> {
+        match v {
             None => Some(Some("www-data".to_string())),
             Some(None) => Some(None),
             Some(Some(u)) => self.name("git_user", "git_user", &u.value, at(u)).map(Some),
-        };
+        }
+    }
+
+    /// `release_layout`, `keep_releases` (enough to roll back) and `shared_dirs` (relative names).
+    fn release_layout(&mut self, raw: &RawConfig) -> ReleaseLayout {
         let layout = raw
             .release_layout
             .as_ref()
@@ -917,7 +1059,17 @@ impl Checker<'_> {
                 shared_dirs.push(p);
             }
         }
-        let excludes = match &raw.excludes {
+        ReleaseLayout {
+            layout,
+            at: layout_at,
+            keep_releases,
+            shared_dirs,
+        }
+    }
+
+    /// `excludes`: rsync excludes, none empty (`/.git/` and `/cache/` when missing).
+    fn excludes(&mut self, v: Option<&[S<String>]>) -> Vec<String> {
+        match v {
             None => vec!["/.git/".to_string(), "/cache/".to_string()],
             Some(list) => list
                 .iter()
@@ -931,32 +1083,36 @@ impl Checker<'_> {
                     self.text(&key, e)
                 })
                 .collect(),
-        };
-        let chown = raw.chown.as_ref().and_then(|c| {
-            let (user, group) = c.value.split_once(':').unwrap_or((c.value.as_str(), ""));
-            if user.is_empty() && group.is_empty() {
-                self.error(at(c), "chown", "is empty; write \"user:group\", or null");
-                return None;
-            }
-            let u = user.is_empty() || self.name("chown", "chown user", user, at(c)).is_some();
-            let g = group.is_empty() || self.name("chown", "chown group", group, at(c)).is_some();
-            (u && g).then(|| c.value.clone())
-        });
+        }
+    }
 
-        let rc = raw.canary.unwrap_or_default();
-        let canary = self.canary(&rc);
+    /// `chown`: rsync's `user:group`, either part left out but not both, each a valid name.
+    fn chown(&mut self, v: Option<&S<String>>) -> Option<String> {
+        let c = v?;
+        let (user, group) = c.value.split_once(':').unwrap_or((c.value.as_str(), ""));
+        if user.is_empty() && group.is_empty() {
+            self.error(at(c), "chown", "is empty; write \"user:group\", or null");
+            return None;
+        }
+        let u = user.is_empty() || self.name("chown", "chown user", user, at(c)).is_some();
+        let g = group.is_empty() || self.name("chown", "chown group", group, at(c)).is_some();
+        (u && g).then(|| c.value.clone())
+    }
 
-        let rr = raw.rollout.unwrap_or_default();
-        let (rollout, stages_at) = self.rollout(&rr);
-
-        // hooks and commands
+    /// `hooks:`: the fleet's hooks, which a server's or staging's own replace point by point.
+    fn global_hooks(&mut self, raw: Option<&RawHooks>) -> Hooks {
         let mut global_hooks = Hooks::default();
-        if let Some(h) = &raw.hooks {
+        if let Some(h) = raw {
             for (point, lists) in self.hooks("hooks", h) {
                 *global_hooks.at_mut(point) = lists;
             }
         }
-        let l10n_command = match &raw.l10n_command {
+        global_hooks
+    }
+
+    /// `l10n_command`: the localisation cache rebuild's argv (null: none, so `--l10n` cannot run).
+    fn l10n_command(&mut self, v: Option<&Option<S<Vec<String>>>>) -> Option<Vec<String>> {
+        match v {
             None => Some(
                 [
                     "sudo",
@@ -984,83 +1140,7 @@ impl Checker<'_> {
                     self.argv("l10n_command", &argv.value, at(argv))
                 }
             }
-        };
-
-        // servers
-        let servers = self.servers(
-            raw.mw_servers.take(),
-            prod_spec.as_ref(),
-            &global_hooks,
-            raw.releases_dir.as_ref(),
-        );
-
-        // proxies
-        let proxies = self.proxies(
-            raw.proxy_servers.as_deref().unwrap_or_default(),
-            &socket_spec,
-        );
-
-        let rs = raw.staging.unwrap_or_default();
-        let canary_urls = canary.as_ref().map(|c| c.urls.clone());
-        let (staging_prod, staging_urls, staging_hooks) =
-            self.staging(&rs, prod_spec.as_ref(), canary_urls, &global_hooks);
-
-        let webhooks = self.webhooks(&raw.webhooks.unwrap_or_default());
-
-        // Cross checks.
-        if let Some(servers) = &servers {
-            self.stage_groups(&rollout.stages, stages_at, servers);
-            self.layout_hooks(layout, layout_at, servers, &global_hooks);
-            if let (Some(staging_path), Some(staging_prod), Some(state_dir)) =
-                (&staging_path, &staging_prod, &state_dir)
-            {
-                self.staging_apart(
-                    staging_path,
-                    raw.staging_path.as_ref().and_then(at),
-                    staging_prod,
-                    state_dir,
-                    servers,
-                );
-            }
         }
-
-        Some(Config {
-            file: self.file.to_path_buf(),
-            deploy_user: deploy_user?,
-            ssh_identity,
-            ssh_port,
-            ssh_options,
-            remote_sudo: raw.remote_sudo.unwrap_or(false),
-            staging_path: staging_path?,
-            prod_path: self.path(prod_spec.as_ref()?, true, "the deploy host")?,
-            canary_vhost,
-            log_file: log_file?,
-            state_dir: state_dir?,
-            journal_keep,
-            metrics_file,
-            haproxy_backends: haproxy_backends?,
-            haproxy_socket: self.base.join(&socket_spec.text),
-            git_user: git_user?,
-            layout,
-            keep_releases,
-            shared_dirs,
-            excludes,
-            chown,
-            compress: raw.compress.unwrap_or(false),
-            canary: canary?,
-            rollout,
-            hooks: global_hooks,
-            l10n_command,
-            servers: servers?,
-            proxies: proxies?,
-            staging: StagingConfig {
-                prod_path: staging_prod?,
-                canary_urls: staging_urls?,
-                hooks: staging_hooks,
-            },
-            webhooks: webhooks?,
-            warnings: Vec::new(),
-        })
     }
 
     /// A path inside the tree: names separated by `/`.
