@@ -66,6 +66,28 @@ fn a_rolling_rsync_deploy_reaches_every_server_without_a_failed_request() {
     assert_eq!(end["summary"]["succeeded"], 3);
     for s in ["mw1", "mw2", "mw3"] {
         assert_eq!(final_state(&lines, s).as_deref(), Some("done"), "{s}");
+        // Each proxy's answer is its own record, before the server's result.
+        for action in ["depool", "repool"] {
+            let at = |proxy: Option<&str>| {
+                lines.iter().position(|l| {
+                    l["event"] == "pool"
+                        && l["server"] == s
+                        && l["action"] == action
+                        && l["phase"] == "result"
+                        && l["proxy"].as_str() == proxy
+                })
+            };
+            let server = at(None).unwrap_or_else(|| panic!("{s} {action} result\n{out}"));
+            for proxy in fleet.proxies().iter().map(|p| p.name()) {
+                let p = at(Some(proxy)).unwrap_or_else(|| panic!("{s} {action} on {proxy}\n{out}"));
+                assert!(
+                    p < server,
+                    "{s} {action}: {proxy}'s answer after the result\n{out}"
+                );
+                assert_eq!(lines[p]["backend"], "mediawiki", "{}", lines[p]);
+                assert_eq!(lines[p]["ok"], true, "{}", lines[p]);
+            }
+        }
     }
     // The lock is released at the end.
     let again = mwdeploy(&c, &["--rsync", "--dry-run"]);

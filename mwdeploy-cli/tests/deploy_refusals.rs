@@ -173,3 +173,63 @@ fn force_makes_a_failed_canary_a_warning_and_puts_the_server_back() {
     assert!(states.iter().all(|s| s.in_pool()), "{states:?}");
     assert_eq!(stamps(&fleet), ["v2", "v2"]);
 }
+
+/// `--force` where HAProxy's own check fails too (mw2's page answers 500, to the canary
+/// and to the check): mw2 is left READY, where that check decides, counted warned and
+/// said DOWN; the run exits 0. Once its page is fixed, HAProxy serves it on its own.
+#[test]
+fn force_leaves_a_server_whose_check_fails_ready_for_haproxy_to_decide() {
+    let fleet = fleet(2, Layout::Releases, 40);
+    let c = config(&fleet, Layout::Releases, |y| y);
+    write_stamp(fleet.staging().path(), "v2").unwrap();
+    fleet.inject(Fault::PageError(1)).unwrap();
+
+    let o = mwdeploy(&c, &["--rsync", "--rollout", "--force", "--json"]);
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    let lines: Vec<Value> = out.lines().map(parse).collect();
+    assert_eq!(final_state(&lines, "mw1").as_deref(), Some("done"), "{out}");
+    assert_eq!(
+        final_state(&lines, "mw2").as_deref(),
+        Some("warned"),
+        "{out}"
+    );
+    let end = lines.last().unwrap();
+    assert_eq!(end["summary"]["warned"], 1, "{out}");
+    assert_eq!(end["summary"]["failed"], 0, "{out}");
+    assert!(
+        lines.iter().any(|l| l["event"] == "warning"
+            && l["server"] == "mw2"
+            && l["detail"].as_str().is_some_and(|d| d.contains("DOWN"))),
+        "a warning says HAProxy has mw2 DOWN\n{out}"
+    );
+    assert!(!out.contains("left out of the pool"), "{out}");
+    // Not in maintenance on any proxy: READY (admin state without a maintenance bit).
+    for p in fleet.proxies() {
+        let states = p.server_states().unwrap();
+        let mw2 = states.iter().find(|s| s.name == "mw2").unwrap();
+        assert_eq!(
+            mw2.admin & 0x01,
+            0,
+            "{} has mw2 in maintenance: {mw2:?}",
+            p.name()
+        );
+    }
+    // Its page fixed, HAProxy's check puts it back in service, nobody else.
+    fleet.clear(Fault::PageError(1)).unwrap();
+    let served = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        fleet.proxies().iter().all(|p| {
+            p.server_states()
+                .unwrap()
+                .iter()
+                .any(|s| s.name == "mw2" && s.in_pool())
+        })
+    });
+    assert!(
+        served,
+        "mw2 not served after its check passed: {:?}",
+        pool(&fleet)
+    );
+    assert_eq!(stamps(&fleet), ["v2", "v2"]);
+}

@@ -426,6 +426,10 @@ fn cases(layout: Layout) -> Vec<Case> {
                     r["event"] == "pool"
                         && r["ok"] == false
                         && r["detail"].as_str().is_some_and(|d| d.contains("lb2"))
+                })?;
+                // lb2's own record says it, apart from the server's.
+                has(l, "lb2's own answer, failed", |r| {
+                    r["event"] == "pool" && r["proxy"] == "lb2" && r["ok"] == false
                 })
             }),
         Case::new("proxy_reload", "pool")

@@ -64,6 +64,9 @@ pub enum ActionKind {
     Rollback,
     /// Put the server back in the pool.
     Repool,
+    /// `--force` on a server whose canary failed: make it ready and leave it to the
+    /// balancer's own check; answer [`Outcome::State`], the state after.
+    RepoolForced,
     /// The error gate: watch the server in the pool for `window`; answer [`Outcome::Health`].
     Bake {
         /// How long to watch.
@@ -84,7 +87,7 @@ impl ActionKind {
             ActionKind::RunHook(_) => "hook",
             ActionKind::Canary { .. } => "canary",
             ActionKind::Rollback => "rollback",
-            ActionKind::Repool => "repool",
+            ActionKind::Repool | ActionKind::RepoolForced => "repool",
             ActionKind::Bake { .. } => "bake",
             ActionKind::Notify(_) => "notify",
         }

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::PortError;
+use crate::event::PoolAction;
 use crate::model::{Health, HookPoint, PoolState, ReleaseId, Server, ServerId};
 
 /// One progress report of a running step: a percentage, a rate, a line of output.
@@ -28,6 +29,55 @@ pub struct ProgressUpdate {
     /// A line of the step's output.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<String>,
+    /// One proxy's answer to a pool change: recorded as its own `pool` event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<ProxyAnswer>,
+}
+
+/// How one proxy, in one backend, answered a depool or a repool. The pool control
+/// reports one per proxy and backend as they come ([`ProgressUpdate::answer`]); the
+/// change counts only by the server's own result, once every proxy answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ProxyAnswer {
+    /// The proxy's name.
+    pub proxy: String,
+    /// The backend the server is in there.
+    pub backend: String,
+    /// Depool or repool.
+    pub action: PoolAction,
+    /// Whether this proxy confirmed the change in this backend.
+    pub ok: bool,
+    /// What went wrong there, with HAProxy's own answer when it refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+}
+
+impl ProxyAnswer {
+    /// `proxy` confirmed `action` in `backend`.
+    pub fn confirmed(proxy: &str, backend: &str, action: PoolAction) -> ProxyAnswer {
+        ProxyAnswer {
+            proxy: proxy.to_string(),
+            backend: backend.to_string(),
+            action,
+            ok: true,
+            answer: None,
+        }
+    }
+
+    /// `proxy` did not confirm `action` in `backend`, for `why`.
+    pub fn failed(
+        proxy: &str,
+        backend: &str,
+        action: PoolAction,
+        why: impl Into<String>,
+    ) -> ProxyAnswer {
+        ProxyAnswer {
+            ok: false,
+            answer: Some(why.into()),
+            ..ProxyAnswer::confirmed(proxy, backend, action)
+        }
+    }
 }
 
 impl ProgressUpdate {
@@ -43,6 +93,14 @@ impl ProgressUpdate {
     pub fn percent(percent: f32) -> Self {
         ProgressUpdate {
             percent: Some(percent),
+            ..Default::default()
+        }
+    }
+
+    /// An update carrying one proxy's answer to a pool change.
+    pub fn answer(answer: ProxyAnswer) -> Self {
+        ProgressUpdate {
+            pool: Some(answer),
             ..Default::default()
         }
     }
@@ -115,6 +173,18 @@ pub trait PoolControl: Send + Sync {
     async fn depool(&self, server: &Server, progress: &Progress) -> Result<(), PortError>;
     /// Make the server ready, then confirm the balancer serves it.
     async fn repool(&self, server: &Server, progress: &Progress) -> Result<(), PortError>;
+    /// `--force` on a server whose canary failed: make it ready and leave it to the
+    /// balancer's own check, which keeps it out of service (`DOWN`) until it passes;
+    /// never taken back out for a failed check. Returns the state after. The default
+    /// is [`PoolControl::repool`], confirmed.
+    async fn repool_forced(
+        &self,
+        server: &Server,
+        progress: &Progress,
+    ) -> Result<PoolState, PortError> {
+        self.repool(server, progress).await?;
+        Ok(PoolState::Up)
+    }
     /// The server's state; across proxies and backends, the least serving one.
     async fn state(&self, server: &Server) -> Result<PoolState, PortError>;
     /// Every server of the backend(s), also those outside the deploy.

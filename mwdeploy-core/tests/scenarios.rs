@@ -229,6 +229,10 @@ impl Script {
         let state = match action.kind {
             ActionKind::Depool if ok => Some(PoolState::Maint),
             ActionKind::Repool if ok => Some(PoolState::Up),
+            ActionKind::RepoolForced if ok => match &outcome {
+                Outcome::State(s) => Some(*s),
+                _ => Some(PoolState::Up),
+            },
             _ => None,
         };
         if let Some(state) = state {

@@ -8,8 +8,9 @@ use std::task::Poll;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use mwdeploy_core::event::PoolAction;
 use mwdeploy_core::model::validate_name;
-use mwdeploy_core::ports::{PoolControl, Progress, ProgressUpdate};
+use mwdeploy_core::ports::{PoolControl, Progress, ProgressUpdate, ProxyAnswer};
 use mwdeploy_core::{PoolState, PortError, Server, ServerId};
 use tokio::time::Instant;
 
@@ -253,9 +254,16 @@ impl HaproxyPool {
             }
         }
         let touched = Mutex::new(Vec::new());
+        let touched_ref = &touched;
         let result = try_join_all(self.config.proxies.iter().zip(&located).map(|(p, found)| {
             let backends: Vec<&str> = found.iter().map(|(b, _)| b.as_str()).collect();
-            self.depool_on(p, name, backends, &touched, progress)
+            async move {
+                let result = self
+                    .depool_on(p, name, backends.clone(), touched_ref, progress)
+                    .await;
+                answer(progress, p, &backends, PoolAction::Depool, &result);
+                result
+            }
         }))
         .await;
         match result {
@@ -278,13 +286,42 @@ impl HaproxyPool {
         server: &Server,
         progress: &Progress,
     ) -> Result<(), HaproxyError> {
+        self.repool_with(server, false, progress).await
+    }
+
+    /// `--force` on a server whose canary failed: as [`HaproxyPool::repool_server`], but
+    /// a server HAProxy's check rejects, or does not pass in time, is left `READY` on
+    /// every proxy, where that check decides (it is served once the check passes),
+    /// instead of being put back in maintenance. Returns its state then.
+    pub async fn repool_server_forced(
+        &self,
+        server: &Server,
+        progress: &Progress,
+    ) -> Result<PoolState, HaproxyError> {
+        self.repool_with(server, true, progress).await?;
+        self.server_state(server).await
+    }
+
+    async fn repool_with(
+        &self,
+        server: &Server,
+        forced: bool,
+        progress: &Progress,
+    ) -> Result<(), HaproxyError> {
         let name = pooled_name(server)?;
-        let results = join_all(
-            self.config
-                .proxies
-                .iter()
-                .map(|p| self.repool_on(p, name, progress)),
-        )
+        let results = join_all(self.config.proxies.iter().map(|p| async move {
+            let mut backends = Vec::new();
+            let result = self
+                .repool_on(p, name, forced, &mut backends, progress)
+                .await;
+            if backends.is_empty() {
+                // Not read so far: the backends it was asked in.
+                backends.clone_from(&self.config.backends);
+            }
+            let names: Vec<&str> = backends.iter().map(String::as_str).collect();
+            answer(progress, p, &names, PoolAction::Repool, &result);
+            result
+        }))
         .await;
         let rejected = results
             .iter()
@@ -292,7 +329,7 @@ impl HaproxyPool {
         let mut first = None;
         for (proxy, result) in self.config.proxies.iter().zip(results) {
             match result {
-                Ok(backends) if rejected => {
+                Ok(backends) if rejected && !forced => {
                     self.take_out(proxy, name, &backends, progress).await;
                 }
                 Ok(_) => {}
@@ -634,6 +671,7 @@ impl HaproxyPool {
             let result = self
                 .set(proxy, &format!("set server {backend}/{server} state ready"))
                 .await;
+            answer(progress, proxy, &[&backend], PoolAction::Repool, &result);
             match result {
                 Ok(()) => put_back.push(format!("{proxy_name}/{backend}")),
                 Err(e) => not_put_back.push(format!("{proxy_name}/{backend}: {e}")),
@@ -662,6 +700,8 @@ impl HaproxyPool {
         &self,
         proxy: &Proxy,
         server: &ServerId,
+        forced: bool,
+        found: &mut Vec<String>,
         progress: &Progress,
     ) -> Result<Vec<String>, HaproxyError> {
         let say = |line: String| progress.report(ProgressUpdate::line(line));
@@ -671,6 +711,7 @@ impl HaproxyPool {
             .iter()
             .map(|r| r.proxy.clone())
             .collect();
+        found.clone_from(&backends);
         let known: Vec<Option<Before>> = {
             let before = self.lock_before();
             backends
@@ -714,6 +755,7 @@ impl HaproxyPool {
 
         let start = Instant::now();
         let mut last = String::new();
+        let mut left_to_check = false;
         loop {
             let rows = self.read_stat(proxy).await?;
             let mut waiting = None;
@@ -743,6 +785,23 @@ impl HaproxyPool {
             };
             let waited = start.elapsed();
             let failed_checks = step == Some(RepoolStep::Checking) && checks_failed(&row);
+            if forced && (failed_checks || waited >= self.config.repool_timeout) {
+                // The operator overrode the canary: HAProxy's check decides, in READY.
+                for (backend, step) in backends.iter().zip(&steps) {
+                    if *step == RepoolStep::Checking {
+                        self.set(proxy, &format!("set server {backend}/{server} state ready"))
+                            .await?;
+                    }
+                }
+                say(format!(
+                    "proxy {}: {server} left ready (--force): HAProxy's check has it {} (last check {}); it is served once the check passes",
+                    proxy.name,
+                    row.status,
+                    row.check_text()
+                ));
+                left_to_check = true;
+                break;
+            }
             if failed_checks || waited >= self.config.repool_timeout {
                 // Definitely out: no request for a server HAProxy's check rejects (down by
                 // its own checks, there is no point waiting for the timeout).
@@ -792,11 +851,13 @@ impl HaproxyPool {
                 before.remove(&(proxy.name.clone(), backend.clone(), server.to_string()));
             }
         }
-        say(format!(
-            "proxy {}: {server} served in {}",
-            proxy.name,
-            backends.join(", ")
-        ));
+        if !left_to_check {
+            say(format!(
+                "proxy {}: {server} served in {}",
+                proxy.name,
+                backends.join(", ")
+            ));
+        }
         Ok(backends)
     }
 
@@ -828,7 +889,14 @@ impl HaproxyPool {
         backends: &[String],
         progress: &Progress,
     ) {
-        let line = match self.back_in_maint(proxy, server, backends).await {
+        let not_kept_out = self.back_in_maint(proxy, server, backends).await;
+        for backend in backends {
+            progress.report(ProgressUpdate::answer(match &not_kept_out {
+                None => ProxyAnswer::confirmed(&proxy.name, backend, PoolAction::Depool),
+                Some(why) => ProxyAnswer::failed(&proxy.name, backend, PoolAction::Depool, why),
+            }));
+        }
+        let line = match not_kept_out {
             None => format!(
                 "proxy {}: {server} back in maintenance in {}: another proxy's check rejected it",
                 proxy.name,
@@ -840,6 +908,23 @@ impl HaproxyPool {
             ),
         };
         progress.report(ProgressUpdate::line(line));
+    }
+}
+
+/// Reports how `proxy` answered `action` in each of `backends`.
+fn answer<T>(
+    progress: &Progress,
+    proxy: &Proxy,
+    backends: &[&str],
+    action: PoolAction,
+    result: &Result<T, HaproxyError>,
+) {
+    for backend in backends {
+        let answer = match result {
+            Ok(_) => ProxyAnswer::confirmed(&proxy.name, backend, action),
+            Err(e) => ProxyAnswer::failed(&proxy.name, backend, action, e.to_string()),
+        };
+        progress.report(ProgressUpdate::answer(answer));
     }
 }
 
@@ -930,6 +1015,16 @@ impl PoolControl for HaproxyPool {
 
     async fn repool(&self, server: &Server, progress: &Progress) -> Result<(), PortError> {
         self.repool_server(server, progress)
+            .await
+            .map_err(|e| e.into_port_error(&server.id))
+    }
+
+    async fn repool_forced(
+        &self,
+        server: &Server,
+        progress: &Progress,
+    ) -> Result<PoolState, PortError> {
+        self.repool_server_forced(server, progress)
             .await
             .map_err(|e| e.into_port_error(&server.id))
     }

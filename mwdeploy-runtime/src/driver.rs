@@ -226,7 +226,10 @@ impl Driver {
             let mut refused = Vec::new();
             while let Some(action) = rollout.poll_action() {
                 if let Some(why) = &halted {
-                    if matches!(action.kind, ActionKind::Depool | ActionKind::Repool) {
+                    if matches!(
+                        action.kind,
+                        ActionKind::Depool | ActionKind::Repool | ActionKind::RepoolForced
+                    ) {
                         refused.push((action.id, why.clone()));
                         continue;
                     }
@@ -273,6 +276,11 @@ impl Driver {
             tokio::select! {
                 biased;
                 Some(first) = tasks.join_next(), if !tasks.is_empty() => {
+                    // What a step reported before it ended is recorded before its end:
+                    // a proxy's answer to a pool change comes before the server's result.
+                    while let Ok((server, step, update)) = progress_rx.try_recv() {
+                        self.progress(&deploy, &mut last_progress, server, step, update);
+                    }
                     // Steps that end at the same instant are answered in action order,
                     // as the direct simulation does.
                     let mut done: Vec<Done> = first.into_iter().collect();
@@ -370,8 +378,28 @@ impl Driver {
         last: &mut HashMap<ServerId, Instant>,
         server: ServerId,
         step: &'static str,
-        update: ProgressUpdate,
+        mut update: ProgressUpdate,
     ) {
+        if let Some(answer) = update.pool.take() {
+            // A proxy's answer is a record of the journal, never thinned out.
+            let record = Record {
+                ts: (self.clock)(),
+                deploy: deploy.to_string(),
+                event: Event::Pool {
+                    server: server.clone(),
+                    proxy: Some(answer.proxy),
+                    backend: Some(answer.backend),
+                    action: answer.action,
+                    phase: PoolPhase::Result,
+                    ok: Some(answer.ok),
+                    detail: answer.answer,
+                },
+            };
+            let _ = self.deliver(&record);
+            if update.line.is_none() && update.percent.is_none() {
+                return;
+            }
+        }
         let now = now();
         let finished = update.percent.is_some_and(|p| p >= 100.0);
         if let Some(at) = last.get(&server) {
@@ -467,6 +495,7 @@ async fn step(
                 ActionKind::Canary { .. } => ports.health.check(&server, &p).await.into(),
                 ActionKind::Rollback => ports.transfer.rollback(&server, &p).await.into(),
                 ActionKind::Repool => ports.pool.repool(&server, &p).await.into(),
+                ActionKind::RepoolForced => ports.pool.repool_forced(&server, &p).await.into(),
                 ActionKind::Bake { window } => {
                     ports.health.watch(&server, *window, &p).await.into()
                 }

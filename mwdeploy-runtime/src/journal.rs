@@ -135,7 +135,10 @@ impl Journal {
 fn must_sync(event: &Event) -> bool {
     matches!(
         event,
-        Event::Pool { .. } | Event::DeployStarted { .. } | Event::DeployFinished { .. }
+        // A proxy's own answer (`proxy` set) is not needed to recover: no sync for it.
+        Event::Pool { proxy: None, .. }
+            | Event::DeployStarted { .. }
+            | Event::DeployFinished { .. }
     ) || matches!(
         event,
         Event::ServerState { state, .. } if state.is_final() || *state == ServerStatus::Transferring
@@ -294,8 +297,10 @@ pub fn left_out(read: &Read) -> Vec<LeftOut> {
         deploy.clone_from(&r.deploy);
         match &r.event {
             Event::DeployStarted { layout: l, .. } => layout = *l,
+            // One proxy's answer is for the record; the server's own result counts.
             Event::Pool {
                 server,
+                proxy: None,
                 action,
                 phase,
                 ok,

@@ -195,6 +195,7 @@ impl PlainLines {
             } => server_line(out, t, server, "rolling_back", Some("rollback failed")),
             Event::Pool {
                 server,
+                proxy: None,
                 action,
                 ok: Some(false),
                 detail,

@@ -132,7 +132,7 @@ impl Checker {
                 let knew = *self.decided.entry(i).or_insert(self.outages_at_read);
                 self.depool_knew.insert(action.id, knew);
             }
-            ActionKind::Repool => {
+            ActionKind::Repool | ActionKind::RepoolForced => {
                 self.decided.remove(&i);
             }
             _ => {}
@@ -184,7 +184,9 @@ impl Checker {
         let Some(i) = fleet.index_of(id) else { return };
         match action.kind {
             ActionKind::QueryPool => self.verified_at[i as usize] = fleet.reloads(),
-            ActionKind::Repool if !self.force && !fleet.live(i).healthy() => {
+            ActionKind::Repool | ActionKind::RepoolForced
+                if !self.force && !fleet.live(i).healthy() =>
+            {
                 self.violate(
                     2,
                     format!("{id} put back in the pool serving {:?} code", fleet.live(i)),

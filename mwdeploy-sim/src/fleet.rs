@@ -346,10 +346,12 @@ impl FleetModel {
                 Some(e) => (DRAIN, Step::Fail(e)),
                 None => (DRAIN, Step::Depool(i)),
             },
-            (ActionKind::Repool, Some(i)) => match unreachable(&mut self.rng) {
-                Some(e) => (REPOOL, Step::Fail(e)),
-                None => (REPOOL, Step::Repool(i)),
-            },
+            (ActionKind::Repool | ActionKind::RepoolForced, Some(i)) => {
+                match unreachable(&mut self.rng) {
+                    Some(e) => (REPOOL, Step::Fail(e)),
+                    None => (REPOOL, Step::Repool(i)),
+                }
+            }
             (ActionKind::Copy, Some(i)) => {
                 if self.rng.chance(f.transfer_fail) {
                     (

@@ -52,8 +52,10 @@ fn secs_between(from: SystemTime, to: SystemTime) -> f64 {
 impl Observer for Metrics {
     fn record(&mut self, record: &Record) {
         match &record.event {
+            // The server's own records; a proxy's answer is one part of them.
             Event::Pool {
                 server,
+                proxy: None,
                 action: PoolAction::Depool,
                 phase: PoolPhase::Intent,
                 ..
@@ -63,6 +65,7 @@ impl Observer for Metrics {
             }
             Event::Pool {
                 server,
+                proxy: None,
                 action: PoolAction::Repool,
                 phase: PoolPhase::Result,
                 ok: Some(true),

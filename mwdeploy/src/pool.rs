@@ -9,7 +9,7 @@
 //!  repool: the server's canary first (unless forced), then ready, confirmed serving
 //! ```
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use mwdeploy_core::event::{PoolAction, PoolPhase, Record};
@@ -220,11 +220,34 @@ async fn send(
         detail,
     };
     record(event(PoolPhase::Intent, None, None));
-    let result = if depool {
-        pool.depool(server, progress).await
-    } else {
-        pool.repool(server, progress).await
+    // Each proxy's answer is journaled too, before the server's result.
+    let answers = Arc::new(Mutex::new(Vec::new()));
+    let collect = {
+        let (answers, outer) = (answers.clone(), progress.clone());
+        Progress::new(server.id.clone(), "pool", move |_, _, mut update| {
+            if let Some(a) = update.pool.take() {
+                answers.lock().unwrap_or_else(|e| e.into_inner()).push(a);
+            }
+            outer.report(update);
+        })
     };
+    let result = if depool {
+        pool.depool(server, &collect).await
+    } else {
+        pool.repool(server, &collect).await
+    };
+    let answers = std::mem::take(&mut *answers.lock().unwrap_or_else(|e| e.into_inner()));
+    for a in answers {
+        record(Event::Pool {
+            server: server.id.clone(),
+            proxy: Some(a.proxy),
+            backend: Some(a.backend),
+            action: a.action,
+            phase: PoolPhase::Result,
+            ok: Some(a.ok),
+            detail: a.answer,
+        });
+    }
     let error = result.err().map(|e| e.to_string());
     record(event(
         PoolPhase::Result,

@@ -29,7 +29,14 @@ impl Rollout {
         self.slots[i as usize].step = step;
         self.set_status(i, ServerStatus::Repooling, None);
         self.pool_event(i, PoolAction::Repool, PoolPhase::Intent, None);
-        self.issue_for(now, i, ActionKind::Repool);
+        // Forced through a failed canary: the balancer's own check decides, and a
+        // check that fails too does not put it back in maintenance.
+        let kind = if self.slots[i as usize].mode == Mode::Warned {
+            ActionKind::RepoolForced
+        } else {
+            ActionKind::Repool
+        };
+        self.issue_for(now, i, kind);
     }
 
     pub(super) fn pool_event(
@@ -427,6 +434,19 @@ impl Rollout {
         self.pool_event(i, PoolAction::Repool, PoolPhase::Result, Some(&outcome));
         match failed {
             None => {
+                if let Outcome::State(s) = outcome {
+                    if !s.is_serving() {
+                        let said = format!(
+                            "HAProxy has it {s}: its own check decides, it is served once the check passes"
+                        );
+                        self.warn(Some(i), said.clone());
+                        let slot = &mut self.slots[i as usize];
+                        slot.why = Some(match slot.why.take() {
+                            Some(w) => format!("{w}; {said}"),
+                            None => said,
+                        });
+                    }
+                }
                 self.give_back(i);
                 self.after_repool(now, i);
             }

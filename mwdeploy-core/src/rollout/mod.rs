@@ -633,7 +633,7 @@ impl Rollout {
             ActionKind::RunHook(_) => t.hook,
             ActionKind::Canary { .. } => self.plan.policy.canary.timeout,
             ActionKind::Rollback => t.rollback,
-            ActionKind::Repool => t.repool,
+            ActionKind::Repool | ActionKind::RepoolForced => t.repool,
             // The gate's own window, and as long again to report.
             ActionKind::Bake { window } => *window * 2 + t.query,
             ActionKind::Notify(_) => t.notify,
