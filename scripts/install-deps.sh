@@ -3,7 +3,8 @@
 # HAProxy, nginx, php-fpm and php-cli, OpenSSH (server and client), rsync, curl, git, patch
 # (--patch on the staging checkout), socat,
 # tmux (terminal tests of the dashboard), e2fsprogs (chattr: the test fleet's failing-disk fault)
-# and sudo (a non-root deploy user with remote_sudo).
+# and sudo (a non-root deploy user with remote_sudo); and, through cargo, cargo-deb (the
+# Debian package, scripts/check-deb.sh).
 #
 # Non-interactive and idempotent: a package whose command is already there is not installed
 # again, and when every command is there apt is not touched at all (it returns at once).
@@ -44,6 +45,18 @@ have() {
     done
     return 1
 }
+
+# cargo-deb builds the Debian package (scripts/check-deb.sh); a cargo tool, not a Debian
+# package: installed for this user, no root needed. Its version is pinned, as CI's is.
+cargo_deb_version=3.8.0
+if command -v cargo >/dev/null 2>&1; then
+    if ! cargo deb --version >/dev/null 2>&1; then
+        echo "install-deps: cargo-deb missing: cargo install cargo-deb --version $cargo_deb_version --locked"
+        cargo install cargo-deb --version "$cargo_deb_version" --locked
+    fi
+else
+    echo "install-deps: cargo not found, so cargo-deb (for scripts/check-deb.sh) is not installed" >&2
+fi
 
 missing=()
 for p in "${packages[@]}"; do

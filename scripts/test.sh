@@ -35,4 +35,8 @@ cargo test --workspace 2>&1 | tee "$log" || status=$?
 # One closing line for the whole run: cargo prints a "test result" per test binary,
 # and the last of them is often a crate with no doc tests.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+
+# The Debian package, built from the test build and unpacked in a throw-away root.
+step scripts/check-deb.sh
+scripts/check-deb.sh || status=$?
 exit "$status"

@@ -28,6 +28,7 @@
 //! - `viewer`: `mwdeploy` without a deploy flag: the latest deploy, followed in the
 //!   dashboard or summed up.
 //! - [`exit`]: the exit codes, mapped here and only here.
+//! - [`packaging`]: the man pages and completion scripts a package installs.
 #![warn(missing_docs)]
 
 /// std's `eprintln!` panics when stderr cannot be written, which is every write once the
@@ -48,6 +49,7 @@ mod error;
 pub mod exit;
 mod ops;
 mod output;
+pub mod packaging;
 mod pool;
 mod pool_menu;
 mod recover;

@@ -19,7 +19,7 @@ pub(crate) fn run<W: Write>(args: &CompletionsArgs, out: &mut Output<W>) -> Resu
 }
 
 /// The script for `shell`.
-fn script(shell: clap_complete::Shell) -> Vec<u8> {
+pub(crate) fn script(shell: clap_complete::Shell) -> Vec<u8> {
     let mut command = Invocation::command();
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut command, "mwdeploy", &mut script);
