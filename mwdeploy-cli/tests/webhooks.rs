@@ -155,3 +155,50 @@ fn an_unreachable_webhook_is_a_warning_without_its_url() {
         }
     }
 }
+
+/// A webhook that takes the connection and never answers (each curl attempt would wait
+/// its 10 s): the deploy ends once the driver's grace for notifications is over, with a
+/// warning that says they were given up, and the URL is shown nowhere.
+#[test]
+fn a_webhook_that_never_answers_does_not_hold_the_end_of_the_deploy() {
+    let fleet = Fleet::builder()
+        .servers(1)
+        .proxies(1)
+        .tree(20, 1)
+        .layout(Layout::Releases)
+        .start()
+        .unwrap_or_else(|e| panic!("starting the test fleet (scripts/install-deps.sh): {e}"));
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    // Accepts every connection and keeps it open, never writing a byte.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in silent.incoming() {
+            held.extend(c.ok());
+        }
+    });
+    let hanging = format!("http://127.0.0.1:{port}/discord/SECRETTOKEN");
+    let yaml = fleet
+        .config_yaml(Layout::Releases)
+        .replace(&fleet.webhooks().discord_url(), &hanging);
+    let c = fleet.root().join("mwdeploy-test.yaml");
+    std::fs::write(&c, yaml).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&c, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    write_stamp(fleet.staging().path(), "v2").unwrap();
+    let o = mwdeploy(&c, &["--rsync", "--json"]);
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        out.lines().any(|l| l.contains("\"warning\"")
+            && l.contains("still posting")
+            && l.contains("given up")),
+        "{out}"
+    );
+    for shown in [&out, &err, &journals(&fleet)] {
+        assert!(!shown.contains("SECRETTOKEN"), "the URL shown in:\n{shown}");
+        assert!(!shown.contains(&format!("127.0.0.1:{port}")), "{shown}");
+    }
+}

@@ -48,6 +48,11 @@ use mwdeploy_core::ports::{
 };
 use mwdeploy_core::rollout::{Report, Rollout};
 
+/// How long notifications still posting when the deploy's last step ended may hold its
+/// end: a webhook that refuses or hangs never delays a deploy by more than this. One
+/// retry after a refused connection (1 s pause) fits in it.
+pub const NOTIFY_GRACE: Duration = Duration::from_secs(2);
+
 /// Progress events kept per server: at most one per this interval.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
@@ -317,13 +322,33 @@ impl Driver {
         for h in running.values() {
             h.abort();
         }
-        // Notifications still on their way get until their own deadline.
-        while let Some(done) = tasks.join_next().await {
-            if let Ok((id, outcome)) = done {
-                if notifies.contains(&id) {
-                    self.notify_result(&deploy, outcome);
+        // Notifications still on their way get until their own deadline, within the
+        // grace the end of a deploy gives them.
+        let waited = tokio::time::timeout(NOTIFY_GRACE, async {
+            while let Some(done) = tasks.join_next().await {
+                if let Ok((id, outcome)) = done {
+                    if notifies.remove(&id) {
+                        self.notify_result(&deploy, outcome);
+                    }
                 }
             }
+        })
+        .await;
+        if waited.is_err() && !notifies.is_empty() {
+            tasks.abort_all();
+            let record = Record {
+                ts: (self.clock)(),
+                deploy: deploy.to_string(),
+                event: Event::Warning {
+                    server: None,
+                    detail: format!(
+                        "{} still posting {}s after the deploy ended: given up (a notifier never holds a deploy longer)",
+                        mwdeploy_core::text::count(notifies.len(), "notification"),
+                        NOTIFY_GRACE.as_secs()
+                    ),
+                },
+            };
+            let _ = self.deliver(&record);
         }
         rollout.report()
     }
