@@ -204,3 +204,41 @@ fn provision_pushes_the_deploy_hosts_live_tree_as_it_is() {
     let states = fleet.proxies()[0].server_states().unwrap();
     assert!(states.iter().all(|s| s.in_pool()), "{states:?}");
 }
+
+/// `--config` on a staging checkout whose `config/` is a plain folder of the staging
+/// repository (not its own clone, not a submodule): the enclosing repository is pulled,
+/// as the old tool's `git -C <staging>/config pull` did, and the change reaches every
+/// server.
+#[test]
+fn config_on_a_plain_folder_of_the_staging_repository_pulls_that_repository() {
+    let fleet = fleet(2, Layout::Releases, 40);
+    let c = config(&fleet, Layout::Releases, |y| y);
+    let staging = fleet.staging().path();
+    fleet
+        .push_to_origin("Add config", &[("config/Settings.php", b"<?php // a\n")])
+        .unwrap();
+    git(staging, &["pull", "--ff-only", "-q"]);
+    assert!(!staging.join("config/.git").exists(), "a plain folder");
+    // A first full deploy: a targeted one builds on the fleet's latest release.
+    let o = mwdeploy(&c, &["--rsync", "--rollout"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let pushed = fleet
+        .push_to_origin("Change config", &[("config/Settings.php", b"<?php // b\n")])
+        .unwrap();
+
+    let o = mwdeploy(&c, &["--config", "--rollout", "--json"]);
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(git(staging, &["rev-parse", "HEAD"]), pushed);
+    let lines: Vec<Value> = out.lines().map(parse).collect();
+    let pull: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["event"] == "prep_step" && l["status"] == "ok")
+        .filter(|l| l["step"].as_str().is_some_and(|s| s.starts_with("pull")))
+        .collect();
+    assert_eq!(pull.len(), 1, "{out}");
+    for s in fleet.servers() {
+        let settings = std::fs::read_to_string(s.live_path().join("config/Settings.php")).unwrap();
+        assert_eq!(settings, "<?php // b\n", "{}", s.name());
+    }
+}
