@@ -246,6 +246,44 @@ pub(crate) enum Command {
             mwdeploy demo --servers 2 --json"
     )]
     Demo(DemoArgs),
+
+    /// Start a small real fleet on 127.0.0.1 to deploy to, until Ctrl-C.
+    #[command(
+        long_about = "Start a small real fleet on 127.0.0.1 to deploy to, until Ctrl-C.\n\n\
+            The same programs as production, started as this user: two HAProxies with \
+            their admin sockets, nginx and php-fpm per server, one sshd per server, and a \
+            git staging checkout. The config for it is written (0600) and printed with \
+            the commands to try in another terminal. Ctrl-C (or SIGTERM) stops every \
+            process and removes the fleet's folder. Needs the Debian packages haproxy, \
+            nginx, php-fpm, openssh-server, openssh-client, rsync, curl and git; no root.\n\n\
+            Exit status: 0 stopped cleanly; 1 it could not start or stop.",
+        after_help = "Examples:\n  \
+            mwdeploy sandbox\n  \
+            mwdeploy sandbox --servers 4 --layout inplace"
+    )]
+    Sandbox(SandboxArgs),
+}
+
+/// Flags of `mwdeploy sandbox`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct SandboxArgs {
+    /// Servers in the fleet, named mw1, mw2, ... (1 to 8).
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = sandbox_servers)]
+    pub(crate) servers: usize,
+
+    /// The release_layout of the config written for it.
+    #[arg(long, value_enum, default_value_t = LayoutArg::Releases)]
+    pub(crate) layout: LayoutArg,
+}
+
+fn sandbox_servers(s: &str) -> Result<usize, String> {
+    let n = at_least_one(s, "a sandbox needs a server")?;
+    if n > 8 {
+        return Err(
+            "a sandbox has at most 8 servers (each is nginx, php-fpm and sshd)".to_string(),
+        );
+    }
+    Ok(n as usize)
 }
 
 /// `mwdeploy pool ...`.
@@ -289,6 +327,7 @@ impl Command {
             Command::Pool(_) => "pool",
             Command::CheckConfig => "check-config",
             Command::Demo(_) => "demo",
+            Command::Sandbox(_) => "sandbox",
         }
     }
 }

@@ -24,6 +24,7 @@
 //! - `pool_menu`: the viewer's pool menu: a pool change when no deploy holds the lock.
 //! - `check_config`: `mwdeploy check-config`: the config checked, every host reached.
 //! - `simulate`, `demo`: the engine on a simulated fleet, in virtual or real time.
+//! - `sandbox`: a small real fleet on 127.0.0.1 (testfleet's parts) to deploy to.
 //! - `output`: a locked, buffered stdout that ends quietly on a closed pipe.
 //! - `viewer`: `mwdeploy` without a deploy flag: the latest deploy, followed in the
 //!   dashboard or summed up.
@@ -55,6 +56,7 @@ mod pool_menu;
 mod recover;
 mod request;
 mod rollback;
+mod sandbox;
 mod session;
 mod simulate;
 mod viewer;
@@ -128,6 +130,7 @@ where
     let result = match &cli.command {
         Some(Command::Simulate(args)) => simulate::run(args, &mut out),
         Some(Command::Demo(args)) => demo::run(args, &mut out),
+        Some(Command::Sandbox(args)) => sandbox::run(args, &mut out),
         Some(Command::Status(args)) => ops::status::run(cli.config_file.as_deref(), args, &mut out),
         Some(Command::Log(args)) => ops::log::run(cli.config_file.as_deref(), args, &mut out),
         Some(Command::Lock(args)) => ops::lock::run(cli.config_file.as_deref(), args, &mut out),
