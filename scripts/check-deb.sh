@@ -18,8 +18,14 @@ fi
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-# cargo-deb warns that dev profiles are for checks like this one; the warning is expected.
-cargo deb -p mwdeploy-cli --profile dev --fast -o "$out/" 2>&1 | grep -v -e 'dev profile is not supported' -e 'To enable debug symbols' || true
+# cargo-deb warns that dev profiles are for checks like this one; the warning is expected
+# and left out, anything else it says is shown, and its failure ends the check.
+if ! cargo deb -p mwdeploy-cli --profile dev --fast -o "$out/" >"$out/log" 2>&1; then
+    cat "$out/log" >&2
+    echo "check-deb: cargo deb failed" >&2
+    exit 1
+fi
+grep -v -e 'dev profile is not supported' -e 'To enable debug symbols' "$out/log" || true
 deb=$(ls "$out"/mwdeploy_*.deb)
 root="$out/root"
 dpkg-deb -x "$deb" "$root"

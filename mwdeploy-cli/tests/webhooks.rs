@@ -119,26 +119,10 @@ fn deploys_post_start_and_finish_retry_a_429_and_no_log_stays_quiet() {
 
 #[test]
 fn an_unreachable_webhook_is_a_warning_without_its_url() {
-    let fleet = Fleet::builder()
-        .servers(1)
-        .proxies(1)
-        .tree(20, 1)
-        .layout(Layout::Releases)
-        .start()
-        .unwrap_or_else(|e| panic!("starting the test fleet (scripts/install-deps.sh): {e}"));
-    let yaml = fleet.config_yaml(Layout::Releases);
     // A port nothing listens on, and a host name that does not resolve.
     let dead = "http://127.0.0.1:9/discord/SECRETTOKEN";
     let bad = "http://no-such-host.invalid/slack/OTHERTOKEN";
-    let yaml = yaml
-        .replace(&fleet.webhooks().discord_url(), dead)
-        .replace(&fleet.webhooks().slack_url(), bad);
-    let c = fleet.root().join("mwdeploy-test.yaml");
-    std::fs::write(&c, yaml).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&c, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    let (fleet, c) = one_server_with_webhooks(dead, Some(bad));
     write_stamp(fleet.staging().path(), "v2").unwrap();
     let o = mwdeploy(&c, &["--rsync", "--json"]);
     let (out, err) = (text(&o.stdout), text(&o.stderr));
@@ -161,13 +145,6 @@ fn an_unreachable_webhook_is_a_warning_without_its_url() {
 /// warning that says they were given up, and the URL is shown nowhere.
 #[test]
 fn a_webhook_that_never_answers_does_not_hold_the_end_of_the_deploy() {
-    let fleet = Fleet::builder()
-        .servers(1)
-        .proxies(1)
-        .tree(20, 1)
-        .layout(Layout::Releases)
-        .start()
-        .unwrap_or_else(|e| panic!("starting the test fleet (scripts/install-deps.sh): {e}"));
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
     // Accepts every connection and keeps it open, never writing a byte.
@@ -178,15 +155,7 @@ fn a_webhook_that_never_answers_does_not_hold_the_end_of_the_deploy() {
         }
     });
     let hanging = format!("http://127.0.0.1:{port}/discord/SECRETTOKEN");
-    let yaml = fleet
-        .config_yaml(Layout::Releases)
-        .replace(&fleet.webhooks().discord_url(), &hanging);
-    let c = fleet.root().join("mwdeploy-test.yaml");
-    std::fs::write(&c, yaml).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&c, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    let (fleet, c) = one_server_with_webhooks(&hanging, None);
     write_stamp(fleet.staging().path(), "v2").unwrap();
     let o = mwdeploy(&c, &["--rsync", "--json"]);
     let (out, err) = (text(&o.stdout), text(&o.stderr));
@@ -201,4 +170,27 @@ fn a_webhook_that_never_answers_does_not_hold_the_end_of_the_deploy() {
         assert!(!shown.contains("SECRETTOKEN"), "the URL shown in:\n{shown}");
         assert!(!shown.contains(&format!("127.0.0.1:{port}")), "{shown}");
     }
+}
+
+/// A one-server fleet and its config (0600), with the Discord webhook at `discord` and,
+/// if given, the Slack one at `slack` instead of the fleet's receiver.
+fn one_server_with_webhooks(discord: &str, slack: Option<&str>) -> (Fleet, PathBuf) {
+    let fleet = Fleet::builder()
+        .servers(1)
+        .proxies(1)
+        .tree(20, 1)
+        .layout(Layout::Releases)
+        .start()
+        .unwrap_or_else(|e| panic!("starting the test fleet (scripts/install-deps.sh): {e}"));
+    let mut yaml = fleet
+        .config_yaml(Layout::Releases)
+        .replace(&fleet.webhooks().discord_url(), discord);
+    if let Some(slack) = slack {
+        yaml = yaml.replace(&fleet.webhooks().slack_url(), slack);
+    }
+    let c = fleet.root().join("mwdeploy-test.yaml");
+    std::fs::write(&c, yaml).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&c, std::fs::Permissions::from_mode(0o600)).unwrap();
+    (fleet, c)
 }
